@@ -1,0 +1,178 @@
+//! Guards against what Whisper invents.
+//!
+//! On silence, music and noise Whisper writes lines it saw at the end of subtitled
+//! videos in its training data: subtitle credits and thanks for watching. In Chinese
+//! these are very common. It also loops, repeating one phrase until the window ends.
+//! These functions recognise both, on text, so every path (file and live) can use them.
+
+/// Lines Whisper is known to invent in Chinese (and English) on silence or noise,
+/// after removing spaces and punctuation. Matching is on the whole segment, in any
+/// script (Simplified and Traditional forms are both listed where they differ).
+const HALLUCINATIONS: &[&str] = &[
+    "字幕由amaraorg社区提供",
+    "字幕由amaraorg社區提供",
+    "由amaraorg社群提供的字幕",
+    "请不吝点赞订阅转发打赏支持明镜与点点栏目",
+    "請不吝點贊訂閱轉發打賞支持明鏡與點點欄目",
+    "请不吝点赞订阅转发打赏支持明镜与点点栏目",
+    "谢谢观看",
+    "謝謝觀看",
+    "感谢观看",
+    "感謝觀看",
+    "多谢收看",
+    "多謝收看",
+    "多谢观看",
+    "多謝觀看",
+    "谢谢收看",
+    "謝謝收看",
+    "谢谢大家观看",
+    "謝謝大家觀看",
+    "谢谢大家",
+    "謝謝大家",
+    "字幕志愿者",
+    "字幕志願者",
+    "中文字幕",
+    "字幕组",
+    "字幕組",
+    "优优独播剧场yoyotelevisionseriesexclusive",
+    "優優獨播劇場yoyotelevisionseriesexclusive",
+    "thankyouforwatching",
+    "thanksforwatching",
+    "pleasesubscribe",
+    "subtitlesbytheamaraorgcommunity",
+    "字幕",
+];
+
+/// Fragments that mark a line as an invented credit wherever they appear.
+const HALLUCINATION_FRAGMENTS: &[&str] = &[
+    "amaraorg",
+    "字幕由",
+    "字幕提供",
+    "字幕製作",
+    "字幕制作",
+    "點贊訂閱",
+    "点赞订阅",
+    "订阅我的频道",
+    "訂閱我的頻道",
+    "明镜与点点",
+    "明鏡與點點",
+];
+
+/// Keep letters and digits, lowercased; drop spaces, punctuation and symbols.
+fn skeleton(text: &str) -> String {
+    text.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+/// Is this segment one of the lines Whisper invents on silence or noise
+/// (subtitle credits, thanks for watching, requests to subscribe)?
+pub fn is_known_hallucination(text: &str) -> bool {
+    let s = skeleton(text);
+    if s.is_empty() {
+        return false;
+    }
+    HALLUCINATIONS.contains(&s.as_str()) || HALLUCINATION_FRAGMENTS.iter().any(|f| s.contains(f))
+}
+
+/// Does the text loop: one unit (1 to 16 characters) repeated so much that it
+/// fills most of the text? Whisper does this when decoding goes wrong, for
+/// example "係係係係係係係係" or "我哋去，我哋去，我哋去，我哋去".
+///
+/// Returns the byte offset where the looping begins, so a caller can keep the
+/// text before it, or `None` if the text does not loop.
+pub fn repetition_start(text: &str) -> Option<usize> {
+    let chars: Vec<(usize, char)> = text.char_indices().filter(|(_, c)| !c.is_whitespace()).collect();
+    let n = chars.len();
+    for unit in 1..=16.min(n / 4) {
+        // Needed repeats: short units must repeat more to count as a loop.
+        let min_repeats = if unit <= 2 { 6 } else { 4 };
+        let mut start = 0;
+        while start + unit * min_repeats <= n {
+            let mut repeats = 1;
+            while start + (repeats + 1) * unit <= n
+                && (0..unit).all(|i| chars[start + i].1 == chars[start + repeats * unit + i].1)
+            {
+                repeats += 1;
+            }
+            if repeats >= min_repeats {
+                return Some(chars[start].0);
+            }
+            start += 1;
+        }
+    }
+    None
+}
+
+/// Cut a looping tail off: keep the text before the loop plus one instance of
+/// the repeated unit. Text that does not loop is returned as it is.
+pub fn trim_repetition(text: &str) -> String {
+    let Some(start) = repetition_start(text) else {
+        return text.to_string();
+    };
+    let tail: Vec<char> = text[start..].chars().filter(|c| !c.is_whitespace()).collect();
+    // Smallest period of the loop.
+    let period = (1..=tail.len())
+        .find(|&p| tail.iter().enumerate().skip(p).all(|(i, c)| *c == tail[i - p]))
+        .unwrap_or(tail.len());
+    // Keep one instance of the unit, from the original text (spacing included).
+    let mut kept = 0;
+    let mut end = start;
+    for (i, c) in text[start..].char_indices() {
+        if kept == period {
+            break;
+        }
+        if !c.is_whitespace() {
+            kept += 1;
+        }
+        end = start + i + c.len_utf8();
+    }
+    text[..end].trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_credit_lines_are_recognised_in_both_scripts() {
+        for line in [
+            "字幕由Amara.org社區提供",
+            "字幕由 Amara.org 社区提供",
+            "請不吝點贊 訂閱 轉發 打賞支持明鏡與點點欄目",
+            "謝謝觀看！",
+            "谢谢观看",
+            "多謝收看。",
+            "Thank you for watching!",
+            "優優獨播劇場——YoYo Television Series Exclusive",
+        ] {
+            assert!(is_known_hallucination(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn ordinary_speech_is_not_a_hallucination() {
+        for line in [
+            "我哋今日去飲茶。",
+            "多謝你幫手",
+            "呢套戲冇字幕㗎？",
+            "Thank you, that was helpful.",
+            "",
+        ] {
+            assert!(!is_known_hallucination(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn loops_are_found_and_trimmed() {
+        assert_eq!(trim_repetition("係係係係係係係係係係"), "係");
+        assert_eq!(trim_repetition("我話，我哋去，我哋去，我哋去，我哋去，我哋去"), "我話，我哋去，");
+        assert_eq!(trim_repetition("go go go go go go go"), "go");
+    }
+
+    #[test]
+    fn ordinary_repetition_is_kept() {
+        for line in ["好好食", "佢哋哋", "係咪係咪呀", "hello hello", "一二三四五六七八九十"] {
+            assert_eq!(repetition_start(line), None, "{line}");
+            assert_eq!(trim_repetition(line), line);
+        }
+    }
+}

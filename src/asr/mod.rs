@@ -1,0 +1,14 @@
+//! Speech recognition with Whisper (whisper.cpp through whisper-rs).
+//!
+//! - [`language`]: which language token and prompt to give Whisper for Cantonese,
+//!   chosen from what the loaded model knows.
+//! - [`guards`]: drop what Whisper invents on silence and noise.
+//! - [`whisper`]: load a ggml model once, transcribe 16 kHz mono samples into
+//!   timed [`Segment`](crate::Segment)s.
+
+pub mod guards;
+pub mod language;
+pub mod whisper;
+
+pub use language::{plan_language, LanguagePlan, ModelCaps, CANTONESE_PROMPT};
+pub use whisper::{TranscribeOptions, WhisperModel};

@@ -1,0 +1,131 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+/// `Result` with [`enum@Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in cantocap's library.
+///
+/// Each variant says what the caller can do about it. None of them is worth
+/// retrying unchanged except [`Error::Io`] on a flaky filesystem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed. Check the path and its permissions.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+
+    /// Writing output (captions, a model) to a stream failed.
+    #[error("writing output: {0}")]
+    Write(#[from] std::io::Error),
+
+    /// The input is not audio cantocap can read. The message names what is wrong
+    /// and what is supported; convert the file (for example with `sox` or `ffmpeg`).
+    #[error("{}: {reason}", path.display())]
+    BadAudio {
+        /// The audio file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The audio holds no samples at all.
+    #[error("the audio is empty: there is nothing to transcribe")]
+    EmptyAudio,
+
+    /// A sample is NaN or infinite; the producer of the audio is broken.
+    #[error("sample {index} is not a finite number ({value}); audio must be finite floats in -1..1")]
+    NonFiniteSample {
+        /// Position of the first bad sample (interleaved index).
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+
+    /// The sample rate cannot be resampled. Resample the audio first.
+    #[error("unsupported sample rate {rate} Hz (supported: {min}..={max} Hz)")]
+    UnsupportedSampleRate {
+        /// The rate given.
+        rate: u32,
+        /// Lowest supported rate.
+        min: u32,
+        /// Highest supported rate.
+        max: u32,
+    },
+
+    /// The channel count is zero or absurd.
+    #[error("unsupported channel count {channels} (supported: 1..={max})")]
+    UnsupportedChannels {
+        /// The count given.
+        channels: u16,
+        /// Highest supported count.
+        max: u16,
+    },
+
+    /// The resampler failed; this is a bug in cantocap or rubato, please report it.
+    #[error("resampling failed: {0}")]
+    Resample(String),
+
+    /// A folder given to the importer is not a CTranslate2 Whisper model, or is damaged.
+    #[error("{}: not an importable CTranslate2 Whisper model: {reason}", path.display())]
+    BadCt2Model {
+        /// The folder or file involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The ggml model file is missing, not a Whisper model, or damaged.
+    /// Run `cantocap model import` or `models/download.sh` to get a good one.
+    #[error("{}: cannot load the Whisper model: {reason}", path.display())]
+    BadModel {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// whisper.cpp failed while decoding.
+    #[error("whisper failed: {0}")]
+    Whisper(String),
+
+    /// A language code Whisper does not know.
+    #[error("unknown language {code:?}: use a Whisper language code such as yue, zh or en, or auto")]
+    UnknownLanguage {
+        /// The code given.
+        code: String,
+    },
+
+    /// The loaded model cannot transcribe the language asked for.
+    #[error("language {code:?} cannot be used: {reason}")]
+    LanguageNotInModel {
+        /// The code asked for.
+        code: String,
+        /// Why not.
+        reason: String,
+    },
+
+    /// OpenCC could not be set up for a conversion.
+    #[error("script conversion {config} unavailable: {reason}")]
+    Opencc {
+        /// The OpenCC configuration, such as `s2hk`.
+        config: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A caption file could not be parsed.
+    #[error("line {line}: {reason}")]
+    BadCaptionFile {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,331 @@
+//! The `cantocap` command: CLI definition and glue over the library.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use cantocap::asr::{TranscribeOptions, WhisperModel};
+use cantocap::caption::{self, CaptionFormat, LayoutOptions};
+use cantocap::model::{self, Quantize};
+use cantocap::text::{Script, ScriptConverter};
+
+/// Cantonese speech to captions, entirely on this machine.
+///
+/// Transcribes speech with Whisper (whisper.cpp) and writes captions in Hong Kong
+/// Traditional, Taiwan Traditional or Simplified Chinese.
+#[derive(Parser)]
+#[command(name = "cantocap", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Examples:
+  cantocap transcribe meeting.wav -o meeting.srt
+  cantocap transcribe meeting.wav --format vtt --script tw
+  cantocap model import ./faster-whisper-small-cantonese -o models/ggml-small-yue.bin
+  echo '我们今天发布' | cantocap convert --script hk")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcribe an audio file (WAV) into captions.
+    #[command(after_help = "Examples:
+  cantocap transcribe talk.wav                       SRT on stdout, Hong Kong script
+  cantocap transcribe talk.wav -o talk.vtt           format from the extension
+  cantocap transcribe talk.wav --format jsonl --script cn
+  cantocap transcribe english.wav --language en --model models/ggml-tiny.en.bin
+
+Input: WAV (PCM 8/16/24/32-bit integer or 32-bit float), any sample rate and channel
+count; it is downmixed and resampled to 16 kHz. Convert other formats first, e.g.
+`sox in.mp3 out.wav` or `ffmpeg -i in.m4a out.wav`.")]
+    Transcribe(TranscribeArgs),
+    /// Manage Whisper models (import CTranslate2 / faster-whisper folders, inspect).
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Convert Chinese text on stdin to a script (the same conversion captions get).
+    Convert {
+        /// Target script: hk (Hong Kong Traditional), tw (Taiwan), cn (Simplified), raw.
+        #[arg(long, default_value = "hk")]
+        script: Script,
+    },
+}
+
+#[derive(Args)]
+struct TranscribeArgs {
+    /// The audio file (WAV).
+    file: PathBuf,
+    /// Write captions here instead of stdout (written whole when done; an existing
+    /// file is replaced only on success).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Caption format: srt, vtt, jsonl or txt. Default: from the -o extension, else srt.
+    #[arg(short, long)]
+    format: Option<CaptionFormat>,
+    /// Script: hk (Hong Kong Traditional), tw (Taiwan Traditional), cn (Simplified),
+    /// raw (as Whisper wrote it).
+    #[arg(short, long, default_value = "hk")]
+    script: Script,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Language: yue (Cantonese, default on multilingual models), zh, en, … or auto.
+    /// On models without a yue token, Cantonese is decoded as zh with a Cantonese prompt.
+    #[arg(short, long)]
+    language: Option<String>,
+    /// Initial prompt for Whisper (overrides the automatic Cantonese prompt; "" for none).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// CPU threads for decoding [default: cores, at most 4].
+    #[arg(short, long)]
+    threads: Option<usize>,
+    /// Beam size (1 = greedy, fastest).
+    #[arg(long, default_value_t = 1)]
+    beam_size: usize,
+    /// Caption lines per screen.
+    #[arg(long, default_value_t = 2)]
+    max_lines: usize,
+    /// Caption line width in full-width characters (Latin letters count half).
+    #[arg(long, default_value_t = 16.0)]
+    line_width: f32,
+    /// Keep what the hallucination guards would drop (credit lines, loops).
+    #[arg(long)]
+    no_guards: bool,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Whisper model in ggml format [default: $CANTOCAP_MODEL, else models/ggml-base.bin].
+    #[arg(short, long, value_name = "PATH")]
+    model: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Convert a CTranslate2 (faster-whisper) Whisper folder into a ggml model.
+    #[command(after_help = "The folder must hold model.bin, config.json and vocabulary.txt, as
+published for faster-whisper (many Cantonese fine-tunes are). Example:
+  cantocap model import ./whisper-small-cantonese-ct2 -o models/ggml-small-yue.bin --quantize q8_0")]
+    Import {
+        /// The CTranslate2 model folder.
+        dir: PathBuf,
+        /// The ggml file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Weight type: f16 (exact) or q8_0 (about half the size, slightly less exact).
+        #[arg(short, long, default_value = "f16")]
+        quantize: Quantize,
+    },
+    /// Show what a ggml model file holds and which language settings it gets.
+    Info {
+        /// The ggml model file [default: the default model].
+        path: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Transcribe(args) => transcribe(args),
+        Command::Model(ModelCommand::Import { dir, output, quantize }) => import(&dir, &output, quantize),
+        Command::Model(ModelCommand::Info { path }) => info(path),
+        Command::Convert { script } => convert(script),
+    }
+}
+
+/// The model to use: the flag, then $CANTOCAP_MODEL, then the set-up's default.
+fn resolve_model(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path);
+    }
+    if let Some(path) = std::env::var_os("CANTOCAP_MODEL") {
+        return Ok(PathBuf::from(path));
+    }
+    let candidates = [
+        PathBuf::from("models/ggml-base.bin"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-base.bin"),
+    ];
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(path) => Ok(path.clone()),
+        None => bail!(
+            "no Whisper model found (looked for {} and {}); run ./setup.sh, pass --model, or set CANTOCAP_MODEL",
+            candidates[0].display(),
+            candidates[1].display()
+        ),
+    }
+}
+
+fn transcribe(args: TranscribeArgs) -> Result<()> {
+    let format = match (args.format, &args.output) {
+        (Some(f), _) => f,
+        (None, Some(out)) => CaptionFormat::from_path(out).unwrap_or(CaptionFormat::Srt),
+        (None, None) => CaptionFormat::Srt,
+    };
+    // Cheap checks first: a bad file or script should not wait for the model to load.
+    let audio = cantocap::audio::read_wav(&args.file)?;
+    let converter = ScriptConverter::new(args.script)?;
+    let model_path = resolve_model(args.model.model)?;
+    let model = WhisperModel::load(&model_path)?;
+
+    let mut opts = TranscribeOptions {
+        language: args.language,
+        prompt: args.prompt,
+        beam_size: args.beam_size.max(1),
+        guards: !args.no_guards,
+        ..Default::default()
+    };
+    if let Some(threads) = args.threads {
+        opts.threads = threads.max(1);
+    }
+    let plan = model.plan(&opts)?;
+    if plan.cantonese_via_zh {
+        eprintln!(
+            "note: {} has no Cantonese (yue) token; decoding as zh with a Cantonese prompt",
+            model_path.display()
+        );
+    }
+
+    let samples = audio.to_whisper_input()?;
+    let started = Instant::now();
+    let bar = progress_bar(audio.duration_ms());
+    let segments = {
+        let bar = bar.clone();
+        model.transcribe_with_progress(&samples, &opts, move |pct| bar.set_position(pct.clamp(0, 100) as u64))?
+    };
+    bar.finish_and_clear();
+    let audio_s = audio.duration_ms() as f64 / 1000.0;
+    let compute_s = started.elapsed().as_secs_f64();
+
+    let segments: Vec<_> = segments
+        .into_iter()
+        .map(|mut s| {
+            s.text = converter.convert(&s.text);
+            s
+        })
+        .collect();
+    let layout = LayoutOptions { max_lines: args.max_lines.max(1), line_width: args.line_width.max(4.0), ..Default::default() };
+    let captions = caption::layout(&segments, &layout);
+
+    match &args.output {
+        Some(path) => write_atomically(path, |out| {
+            let mut writer = caption::writer_for(format, out);
+            caption::write_all(writer.as_mut(), &captions)?;
+            Ok(())
+        })?,
+        None => {
+            let mut writer = caption::writer_for(format, io::stdout());
+            caption::write_all(writer.as_mut(), &captions)?;
+        }
+    }
+    if io::stderr().is_terminal() {
+        eprintln!(
+            "{} captions from {:.1} s of audio in {:.1} s (RTF {:.2})",
+            captions.len(),
+            audio_s,
+            compute_s,
+            compute_s / audio_s.max(0.001)
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for files longer than a few seconds; hidden when
+/// stderr is not a terminal.
+fn progress_bar(audio_ms: u64) -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() || audio_ms < 10_000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(100);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} transcribing [{bar:30}] {pos}% ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Write through a temporary file beside `path`, renamed over it on success, so a
+/// failure never leaves a half-written file or destroys the previous one.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(Box<dyn Write + Send>) -> Result<()>,
+) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile_in(dir, path)?;
+    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let result = write(Box::new(BufWriter::new(file)));
+    if let Err(err) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn tempfile_in(dir: &Path, path: &Path) -> Result<PathBuf> {
+    let name = path.file_name().context("the output path has no file name")?;
+    let mut tmp = name.to_os_string();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    Ok(dir.join(tmp))
+}
+
+fn import(dir: &Path, output: &Path, quantize: Quantize) -> Result<()> {
+    let started = Instant::now();
+    let out_dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile_in(out_dir, output)?;
+    let report = model::import_ct2(dir, &tmp, quantize).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!(
+        "imported {} ({}, {} tokens, {} mel bins) as {quantize}: {} in {:.1} s",
+        dir.display(),
+        if report.multilingual { "multilingual" } else { "English-only" },
+        report.n_vocab,
+        report.n_mels,
+        output.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn info(path: Option<PathBuf>) -> Result<()> {
+    let path = resolve_model(path)?;
+    let header = model::read_ggml_header(&path)?;
+    let caps = cantocap::asr::ModelCaps::from_n_vocab(header.n_vocab);
+    let plan = cantocap::asr::plan_language(None, None, caps)?;
+    println!("model:        {}", path.display());
+    println!("size:         {}", header.size_name());
+    println!("vocabulary:   {} tokens ({})", header.n_vocab, if caps.multilingual { "multilingual" } else { "English-only" });
+    println!("mel bins:     {}", header.n_mels);
+    println!("layers:       {} encoder, {} decoder", header.n_audio_layer, header.n_text_layer);
+    println!("weights:      ftype {}", header.ftype);
+    println!(
+        "default:      language {}{}",
+        plan.language.as_deref().unwrap_or("auto"),
+        if plan.cantonese_via_zh { " with the Cantonese prompt (no yue token)" } else { "" }
+    );
+    Ok(())
+}
+
+fn convert(script: Script) -> Result<()> {
+    let converter = ScriptConverter::new(script)?;
+    let mut input = String::new();
+    io::stdin().read_to_string(&mut input).context("stdin is not UTF-8 text")?;
+    let mut out = io::stdout().lock();
+    out.write_all(converter.convert(&input).as_bytes())?;
+    Ok(())
+}

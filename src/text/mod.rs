@@ -1,0 +1,1 @@
+//! Text: script conversion (OpenCC).

@@ -1,0 +1,230 @@
+//! The `cantocap` binary: end to end, and every bad input answered with one clear
+//! line and a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::*;
+
+fn cantocap(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cantocap"))
+        .args(args)
+        .env_remove("CANTOCAP_MODEL")
+        .output()
+        .expect("run cantocap")
+}
+
+fn run(args: &[&str]) -> Output {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    cantocap(&args)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The command failed with a single `error:` line containing every `needle`.
+fn assert_fails_with(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn english(dir: &Path) -> PathBuf {
+    let wav = dir.join("english.wav");
+    speak("en", "Good morning. Today we will review the quarterly budget.", &wav);
+    wav
+}
+
+#[test]
+fn transcribes_to_an_srt_file_that_parses_back() {
+    let _lock = whisper_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = english(dir.path());
+    // 44.1 kHz stereo, to go through downmixing and resampling.
+    let stereo = dir.path().join("stereo.wav");
+    sox(&[s(&wav), "-r", "44100", "-c", "2", s(&stereo)]);
+    let srt = dir.path().join("out.srt");
+    let out = run(&["transcribe", s(&stereo), "-o", s(&srt), "-l", "en", "-t", "2", "-m", s(&base())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&srt).unwrap();
+    let captions = cantocap::caption::parse_srt(&text).unwrap();
+    assert!(!captions.is_empty());
+    let all: Vec<String> = captions.iter().map(|c| c.text()).collect();
+    let wer = wer("Good morning. Today we will review the quarterly budget.", &all.join(" "));
+    assert!(wer <= 0.25, "WER {wer} for {all:?}");
+}
+
+#[test]
+fn writes_jsonl_and_vtt_to_stdout() {
+    let _lock = whisper_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = english(dir.path());
+    let out = run(&["transcribe", s(&wav), "--format", "jsonl", "-l", "en", "-t", "2", "-m", s(&base())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.trim().is_empty());
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in ["type", "segment", "text", "start_ms", "end_ms"] {
+            assert!(keys.contains(&k), "{k} missing in {line}");
+        }
+        assert_eq!(v["type"], "final");
+    }
+    let out = run(&["transcribe", s(&wav), "-f", "vtt", "-l", "en", "-t", "2", "-m", s(&base())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vtt = String::from_utf8(out.stdout).unwrap();
+    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    assert!(!cantocap::caption::parse_vtt(&vtt).unwrap().is_empty());
+}
+
+#[test]
+fn scripts_apply_to_chinese_output() {
+    let _lock = whisper_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("cmn.wav");
+    speak("cmn", "这个星期我们去图书馆学习汉语。", &wav);
+    for (script, check) in [("hk", simplified_only as fn(&str) -> Vec<char>), ("cn", traditional_only)] {
+        let out = run(&["transcribe", s(&wav), "-f", "txt", "-s", script, "-l", "zh", "-t", "2", "-m", s(&base())]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.chars().filter(|c| is_cjk(*c)).count() >= 5, "{script}: {text:?}");
+        assert!(check(&text).is_empty(), "{script}: wrong-script characters in {text:?}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let out = run(&["transcribe", "/no/such/file.wav"]);
+    assert_fails_with(&out, &["/no/such/file.wav"]);
+}
+
+#[test]
+fn a_file_that_is_not_a_wav_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.wav");
+    std::fs::write(&path, "these are meeting notes, not audio").unwrap();
+    assert_fails_with(&run(&["transcribe", s(&path)]), &["notes.wav", "WAV"]);
+}
+
+#[test]
+fn an_empty_wav_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.wav");
+    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    hound::WavWriter::create(&path, spec).unwrap().finalize().unwrap();
+    let out = run(&["transcribe", s(&path)]);
+    assert_fails_with(&out, &["empty"]);
+}
+
+#[test]
+fn a_zero_byte_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zero.wav");
+    std::fs::write(&path, b"").unwrap();
+    assert_fails_with(&run(&["transcribe", s(&path)]), &["zero.wav"]);
+}
+
+#[test]
+fn a_truncated_wav_is_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = english(dir.path());
+    let bytes = std::fs::read(&wav).unwrap();
+    let cut = dir.path().join("cut.wav");
+    std::fs::write(&cut, &bytes[..30]).unwrap(); // inside the header
+    assert_fails_with(&run(&["transcribe", s(&cut)]), &["cut.wav"]);
+}
+
+#[test]
+fn nan_samples_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.wav");
+    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for i in 0..16000 {
+        w.write_sample(if i == 100 { f32::NAN } else { 0.0 }).unwrap();
+    }
+    w.finalize().unwrap();
+    assert_fails_with(&run(&["transcribe", s(&path)]), &["finite"]);
+}
+
+#[test]
+fn unsupported_encodings_say_what_is_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = english(dir.path());
+    let alaw = dir.path().join("alaw.wav");
+    sox(&[s(&wav), "-e", "a-law", s(&alaw)]);
+    assert_fails_with(&run(&["transcribe", s(&alaw)]), &["alaw.wav", "supported"]);
+}
+
+#[test]
+fn a_missing_or_wrong_model_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = english(dir.path());
+    assert_fails_with(&run(&["transcribe", s(&wav), "-m", "/no/model.bin"]), &["/no/model.bin"]);
+    let fake = dir.path().join("fake.bin");
+    std::fs::write(&fake, vec![7u8; 4096]).unwrap();
+    assert_fails_with(&run(&["transcribe", s(&wav), "-m", s(&fake)]), &["fake.bin"]);
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    let out = run(&["transcribe", "x.wav", "--script", "klingon"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hk"), "the choices should be listed: {}", stderr(&out));
+    let out = run(&["transcribe", "x.wav", "--format", "docx"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unknown_language_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = english(dir.path());
+    let out = run(&["transcribe", s(&wav), "-l", "klingon", "-m", s(&base())]);
+    assert_fails_with(&out, &["klingon"]);
+}
+
+#[test]
+fn importing_a_folder_that_is_not_a_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("readme.txt"), "hello").unwrap();
+    let out_path = dir.path().join("out.bin");
+    let out = run(&["model", "import", s(dir.path()), "-o", s(&out_path)]);
+    assert_fails_with(&out, &["model.bin"]);
+    assert!(!out_path.exists(), "no partial output may be left behind");
+}
+
+#[test]
+fn model_info_describes_the_model() {
+    let out = run(&["model", "info", s(&base())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("51865") && text.contains("zh"), "{text}");
+}
+
+#[test]
+fn convert_turns_simplified_into_hong_kong_script() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cantocap"))
+        .args(["convert", "--script", "hk"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all("我们发布了新软件".as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("我們") && text.contains("發布"), "{text}");
+}

@@ -1,0 +1,14 @@
+//! cantocap's integration tests: one binary, one module per area.
+//!
+//! Tests that run Whisper use the real test models made by
+//! `models/fetch-test-model.sh` (run by `./setup.sh test`). They never skip: without
+//! the models they fail, saying how to get them. They take a global lock so only one
+//! decodes at a time on a small machine.
+
+mod audio;
+mod caption;
+mod cli;
+mod common;
+mod import;
+mod script;
+mod transcribe;
