@@ -111,6 +111,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The audio device (microphone) is missing or cannot be used. Check that one is
+    /// connected and not in use; `cantocap devices` lists what the system offers.
+    #[error("audio input: {reason}")]
+    Device {
+        /// What went wrong.
+        reason: String,
+    },
+
     /// OpenCC could not be set up for a conversion.
     #[error("script conversion {config} unavailable: {reason}")]
     Opencc {

@@ -14,6 +14,8 @@ use cantocap::caption::{self, CaptionFormat, LayoutOptions};
 use cantocap::model::{self, Quantize};
 use cantocap::text::{Script, ScriptConverter};
 
+mod cli;
+
 /// Cantonese speech to captions, entirely on this machine.
 ///
 /// Transcribes speech with Whisper (whisper.cpp) and writes captions in Hong Kong
@@ -43,6 +45,20 @@ Input: WAV (PCM 8/16/24/32-bit integer or 32-bit float), any sample rate and cha
 count; it is downmixed and resampled to 16 kHz. Convert other formats first, e.g.
 `sox in.mp3 out.wav` or `ffmpeg -i in.m4a out.wav`.")]
     Transcribe(TranscribeArgs),
+    /// Live captions from the microphone, or from a WAV file at real-time pace.
+    #[command(after_help = "Examples:
+  cantocap live                                   default microphone, captions in the terminal
+  cantocap live --device USB --srt talk.srt       a named input, SRT written as you speak
+  cantocap live --input talk.wav --speed 4        a file, four times real time (demos, tests)
+  cantocap live --input talk.wav --speed max --jsonl events.jsonl
+
+The terminal shows the partial (the words still being decided, dimmed) rewritten in
+place, and each final as a timestamped line. --jsonl writes every event (partials and
+finals) with its times, for latency measurements; --srt and --vtt are valid at every
+moment. Ctrl-C stops and flushes.")]
+    Live(LiveArgs),
+    /// List audio input devices and their sample rates.
+    Devices,
     /// Manage Whisper models (import CTranslate2 / faster-whisper folders, inspect).
     #[command(subcommand)]
     Model(ModelCommand),
@@ -96,6 +112,42 @@ struct TranscribeArgs {
 }
 
 #[derive(Args)]
+struct LiveArgs {
+    /// Stream this WAV file instead of the microphone.
+    #[arg(short, long, value_name = "FILE.wav")]
+    input: Option<PathBuf>,
+    /// Microphone to use (part of its name, see `cantocap devices`) [default: the system default].
+    #[arg(short, long, conflicts_with = "input")]
+    device: Option<String>,
+    /// With --input: 1 = real time, 4 = four times, max = as fast as decoding goes.
+    #[arg(long, default_value = "1", requires = "input")]
+    speed: cli::live::Speed,
+    /// Script: hk, tw, cn or raw.
+    #[arg(short, long, default_value = "hk")]
+    script: Script,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Language: yue (default), zh, en, … (as for transcribe).
+    #[arg(short, long)]
+    language: Option<String>,
+    /// CPU threads for decoding [default: cores, at most 4].
+    #[arg(short, long)]
+    threads: Option<usize>,
+    /// New audio between decodes, in ms (shorter: quicker partials, more compute).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=10_000))]
+    step_ms: u64,
+    /// Write SRT captions here as finals arrive.
+    #[arg(long, value_name = "FILE")]
+    srt: Option<PathBuf>,
+    /// Write WebVTT captions here as finals arrive.
+    #[arg(long, value_name = "FILE")]
+    vtt: Option<PathBuf>,
+    /// Write every event (partial and final) here as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct ModelArgs {
     /// Whisper model in ggml format [default: $CANTOCAP_MODEL, else models/ggml-base.bin].
     #[arg(short, long, value_name = "PATH")]
@@ -142,6 +194,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(ModelCommand::Import { dir, output, quantize }) => import(&dir, &output, quantize),
         Command::Model(ModelCommand::Info { path }) => info(path),
         Command::Convert { script } => convert(script),
+        Command::Live(args) => live(args),
+        Command::Devices => devices(),
     }
 }
 
@@ -312,13 +366,58 @@ fn info(path: Option<PathBuf>) -> Result<()> {
     println!("vocabulary:   {} tokens ({})", header.n_vocab, if caps.multilingual { "multilingual" } else { "English-only" });
     println!("mel bins:     {}", header.n_mels);
     println!("layers:       {} encoder, {} decoder", header.n_audio_layer, header.n_text_layer);
-    println!("weights:      ftype {}", header.ftype);
+    println!("weights:      {}", header.ftype_name());
     println!(
         "default:      language {}{}",
         plan.language.as_deref().unwrap_or("auto"),
         if plan.cantonese_via_zh { " with the Cantonese prompt (no yue token)" } else { "" }
     );
     Ok(())
+}
+
+fn live(args: LiveArgs) -> Result<()> {
+    let mut transcribe = TranscribeOptions { language: args.language, ..Default::default() };
+    if let Some(threads) = args.threads {
+        transcribe.threads = threads.max(1);
+    }
+    cli::live::run(cli::live::LiveConfig {
+        input: args.input,
+        device: args.device,
+        speed: args.speed,
+        model: resolve_model(args.model.model)?,
+        script: args.script,
+        transcribe,
+        step_ms: args.step_ms,
+        srt: args.srt,
+        vtt: args.vtt,
+        jsonl: args.jsonl,
+        layout: LayoutOptions::default(),
+    })
+}
+
+#[cfg(feature = "mic")]
+fn devices() -> Result<()> {
+    let devices = cantocap::audio::mic::input_devices()?;
+    if devices.is_empty() {
+        bail!("no audio input devices found (is a microphone connected? on Linux, check `arecord -l`)");
+    }
+    for d in devices {
+        println!(
+            "{}{}  ({} Hz, {} ch; rates {}–{} Hz)",
+            d.name,
+            if d.is_default { " [default]" } else { "" },
+            d.sample_rate,
+            d.channels,
+            d.rate_range.0,
+            d.rate_range.1
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "mic"))]
+fn devices() -> Result<()> {
+    bail!("this cantocap was built without microphone support (Cargo feature `mic`)")
 }
 
 fn convert(script: Script) -> Result<()> {

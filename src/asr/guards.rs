@@ -73,6 +73,22 @@ pub fn is_known_hallucination(text: &str) -> bool {
     HALLUCINATIONS.contains(&s.as_str()) || HALLUCINATION_FRAGMENTS.iter().any(|f| s.contains(f))
 }
 
+/// Is the text just the initial prompt written back? Small models given a prompt
+/// sometimes copy it instead of transcribing (on music, noise, or speech they cannot
+/// follow), skipping and reordering words. Taken as such an echo: text of six or
+/// more letters that all appear, in order, in the prompt; or of eight or more
+/// letters all drawn from the prompt. (Shorter text could be a real utterance that
+/// happens to be in the prompt.)
+pub fn is_prompt_echo(text: &str, prompt: &str) -> bool {
+    let t: Vec<char> = skeleton(text).chars().collect();
+    let p: Vec<char> = skeleton(prompt).chars().collect();
+    if t.len() >= 8 && t.iter().all(|c| p.contains(c)) {
+        return true;
+    }
+    let mut rest = p.iter();
+    t.len() >= 6 && t.iter().all(|c| rest.any(|q| q == c))
+}
+
 /// Does the text loop: one unit (1 to 16 characters) repeated so much that it
 /// fills most of the text? Whisper does this when decoding goes wrong, for
 /// example "係係係係係係係係" or "我哋去，我哋去，我哋去，我哋去".
@@ -159,6 +175,18 @@ mod tests {
         ] {
             assert!(!is_known_hallucination(line), "{line}");
         }
+    }
+
+    #[test]
+    fn echoes_of_the_prompt_are_recognised() {
+        let prompt = super::super::language::CANTONESE_PROMPT;
+        assert!(is_prompt_echo("我哋今日喺度傾咗好多嘢", prompt));
+        // Seen from Whisper base: the prompt with words skipped.
+        assert!(is_prompt_echo("我哋喺度傾咗好", prompt));
+        assert!(!is_prompt_echo("佢話冇問題", prompt), "too short to tell");
+        assert!(!is_prompt_echo("我哋今日去飲茶", prompt));
+        assert!(!is_prompt_echo("好多嘢我哋今日", prompt), "out of order and short");
+        assert!(is_prompt_echo("我哋喺度傾咗好多嘅逐字稿。", prompt), "reordered but long");
     }
 
     #[test]

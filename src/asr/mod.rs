@@ -5,10 +5,13 @@
 //! - [`guards`]: drop what Whisper invents on silence and noise.
 //! - [`whisper`]: load a ggml model once, transcribe 16 kHz mono samples into
 //!   timed [`Segment`](crate::Segment)s.
+//! - [`stream`]: the streaming engine: push audio, get partial and final captions.
 
 pub mod guards;
 pub mod language;
+pub mod stream;
 pub mod whisper;
 
 pub use language::{plan_language, LanguagePlan, ModelCaps, CANTONESE_PROMPT};
+pub use stream::{CaptionEvent, StreamOptions, StreamStats, StreamingTranscriber};
 pub use whisper::{TranscribeOptions, WhisperModel};

@@ -37,7 +37,7 @@ pub struct TranscribeOptions {
     /// Suppress non-speech tokens (music notes, brackets, speaker marks). Default true.
     pub suppress_non_speech: bool,
     /// Drop the subtitle-credit lines Whisper invents on silence and cut repetition
-    /// loops ([`guards`](super::guards)). Default true.
+    /// loops (see [`super::guards`]). Default true.
     pub guards: bool,
     /// Beam size; 1 (default) means greedy decoding, the fastest.
     pub beam_size: usize,
@@ -126,13 +126,57 @@ impl WhisperModel {
         opts: &TranscribeOptions,
         progress: impl FnMut(i32) + 'static,
     ) -> Result<Vec<Segment>> {
+        let plan = self.plan(opts)?;
+        let mut state = self.new_state()?;
+        let request = DecodeRequest {
+            prompt: plan.initial_prompt.as_deref().unwrap_or(""),
+            language: plan.language.as_deref(),
+            audio_ctx: 0,
+            units: false,
+        };
+        let decoded = self.decode_with_progress(&mut state, samples, opts, &request, progress)?;
+        Ok(decoded
+            .into_iter()
+            .filter_map(|d| keep(d, opts, request.prompt))
+            .map(|d| d.segment)
+            .collect())
+    }
+
+    /// A decoding state for this model: whisper.cpp's working memory for one
+    /// stream. Make one per thread or stream and reuse it.
+    pub fn new_state(&self) -> Result<DecodeState> {
+        let state = self.ctx.create_state().map_err(|e| Error::Whisper(e.to_string()))?;
+        Ok(DecodeState { state })
+    }
+
+    /// One decode of a window of 16 kHz mono audio, unfiltered: every segment
+    /// Whisper wrote, with its no-speech probability and average log-probability,
+    /// and (if asked) its text split into timed units. The building block of both
+    /// [`transcribe`](Self::transcribe) and the streaming engine.
+    pub fn decode(
+        &self,
+        state: &mut DecodeState,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+        request: &DecodeRequest<'_>,
+    ) -> Result<Vec<Decoded>> {
+        self.decode_with_progress(state, samples, opts, request, |_| {})
+    }
+
+    fn decode_with_progress(
+        &self,
+        state: &mut DecodeState,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+        request: &DecodeRequest<'_>,
+        progress: impl FnMut(i32) + 'static,
+    ) -> Result<Vec<Decoded>> {
         if samples.is_empty() {
             return Err(Error::EmptyAudio);
         }
         if let Some((index, &value)) = samples.iter().enumerate().find(|(_, s)| !s.is_finite()) {
             return Err(Error::NonFiniteSample { index, value });
         }
-        let plan = self.plan(opts)?;
         let strategy = if opts.beam_size > 1 {
             SamplingStrategy::BeamSearch { beam_size: opts.beam_size as i32, patience: -1.0 }
         } else {
@@ -140,64 +184,259 @@ impl WhisperModel {
         };
         let mut params = FullParams::new(strategy);
         params.set_n_threads(opts.threads.max(1) as i32);
-        params.set_language(plan.language.as_deref());
-        params.set_detect_language(plan.language.is_none());
+        params.set_language(request.language);
+        params.set_detect_language(false);
         params.set_translate(false);
-        // Whisper panics on interior NUL bytes in the prompt.
-        let prompt = plan.initial_prompt.as_deref().unwrap_or("").replace('\0', "");
+        // whisper-rs panics on interior NUL bytes in the prompt.
+        let prompt = request.prompt.replace('\0', "");
         if !prompt.is_empty() {
             params.set_initial_prompt(&prompt);
         }
+        params.set_no_context(true);
         params.set_suppress_nst(opts.suppress_non_speech);
         params.set_suppress_blank(true);
         params.set_no_speech_thold(opts.no_speech_threshold);
         params.set_logprob_thold(opts.logprob_threshold);
+        params.set_token_timestamps(request.units);
+        params.set_audio_ctx(request.audio_ctx);
         params.set_print_special(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
         params.set_progress_callback_safe(progress);
 
-        let mut state = self.ctx.create_state().map_err(|e| Error::Whisper(e.to_string()))?;
-        state.full(params, samples).map_err(|e| Error::Whisper(e.to_string()))?;
+        state.state.full(params, samples).map_err(|e| Error::Whisper(e.to_string()))?;
 
+        let eot = self.ctx.token_eot();
         let audio_ms = samples.len() as u64 * 1000 / u64::from(WHISPER_SAMPLE_RATE);
-        let mut segments = Vec::new();
-        for segment in state.as_iter() {
+        let mut out = Vec::new();
+        for segment in state.state.as_iter() {
             let text = segment.to_str_lossy().map_err(|e| Error::Whisper(e.to_string()))?;
-            let mut text = text.trim().to_string();
-            let no_speech = segment.no_speech_probability();
-            let n_tokens = segment.n_tokens();
             let (mut logprob_sum, mut counted) = (0.0f32, 0);
-            for t in 0..n_tokens {
-                if let Some(token) = segment.get_token(t) {
-                    let data = token.token_data();
-                    // Special tokens (timestamps, markers) sit at or above eot.
-                    if data.id < self.ctx.token_eot() {
-                        logprob_sum += data.plog;
-                        counted += 1;
-                    }
-                }
-            }
-            let avg_logprob = if counted > 0 { logprob_sum / counted as f32 } else { 0.0 };
-            if no_speech > opts.no_speech_threshold
-                || (avg_logprob < opts.logprob_threshold && no_speech > opts.no_speech_threshold / 2.0)
-            {
-                continue;
-            }
-            if opts.guards {
-                if guards::is_known_hallucination(&text) {
+            let mut units = UnitBuilder::default();
+            for t in 0..segment.n_tokens() {
+                let Some(token) = segment.get_token(t) else { continue };
+                let data = token.token_data();
+                // Special tokens (timestamps, markers) sit at or above end-of-text.
+                if data.id >= eot {
                     continue;
                 }
-                text = guards::trim_repetition(&text);
-            }
-            if text.is_empty() {
-                continue;
+                logprob_sum += data.plog;
+                counted += 1;
+                if request.units {
+                    let bytes = token.to_bytes().map_err(|e| Error::Whisper(e.to_string()))?;
+                    let t0 = (data.t0.max(0) as u64 * 10).min(audio_ms);
+                    let t1 = (data.t1.max(0) as u64 * 10).clamp(t0, audio_ms.max(t0));
+                    units.push(bytes, t0, t1);
+                }
             }
             let start_ms = (segment.start_timestamp().max(0) as u64 * 10).min(audio_ms);
             let end_ms = (segment.end_timestamp().max(0) as u64 * 10).clamp(start_ms, audio_ms.max(start_ms));
-            segments.push(Segment { start_ms, end_ms, text });
+            out.push(Decoded {
+                segment: Segment { start_ms, end_ms, text: text.trim().to_string() },
+                no_speech_prob: segment.no_speech_probability(),
+                avg_logprob: if counted > 0 { logprob_sum / counted as f32 } else { 0.0 },
+                units: units.finish(),
+            });
         }
-        Ok(segments)
+        Ok(out)
+    }
+}
+
+/// Should this decoded segment be kept, under the options' thresholds and guards?
+/// Returns it with its text cleaned (repetition loops cut) if so.
+/// `prompt` is the prompt the decode was given (its echoes are dropped).
+pub fn keep(mut decoded: Decoded, opts: &TranscribeOptions, prompt: &str) -> Option<Decoded> {
+    let no_speech = decoded.no_speech_prob;
+    if no_speech > opts.no_speech_threshold
+        || (decoded.avg_logprob < opts.logprob_threshold && no_speech > opts.no_speech_threshold / 2.0)
+    {
+        return None;
+    }
+    if opts.guards {
+        if guards::is_known_hallucination(&decoded.segment.text)
+            || guards::is_prompt_echo(&decoded.segment.text, prompt)
+        {
+            return None;
+        }
+        let trimmed = guards::trim_repetition(&decoded.segment.text);
+        if trimmed.len() != decoded.segment.text.len() {
+            let keep_chars = trimmed.chars().filter(|c| !c.is_whitespace()).count();
+            let mut seen = 0;
+            decoded.units.retain(|u| {
+                seen += u.text.chars().count();
+                seen <= keep_chars
+            });
+            decoded.segment.text = trimmed;
+        }
+    }
+    (!decoded.segment.text.is_empty()).then_some(decoded)
+}
+
+/// What one decode is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeRequest<'a> {
+    /// Initial prompt (committed text, a Cantonese prompt); may be empty.
+    pub prompt: &'a str,
+    /// Language code for whisper.cpp; `None` detects.
+    pub language: Option<&'a str>,
+    /// Encoder frames to use (50 per second of audio; 0 = the full 1500, 30 s).
+    /// Smaller is much faster for short windows.
+    pub audio_ctx: i32,
+    /// Split the text into timed [`Unit`]s (token timestamps; a little slower).
+    pub units: bool,
+}
+
+/// whisper.cpp's working memory for one stream; see [`WhisperModel::new_state`].
+pub struct DecodeState {
+    state: whisper_rs::WhisperState,
+}
+
+impl std::fmt::Debug for DecodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecodeState")
+    }
+}
+
+/// One segment as Whisper wrote it, before any filtering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Times (relative to the decoded window) and trimmed text.
+    pub segment: Segment,
+    /// Whisper's probability that the window holds no speech.
+    pub no_speech_prob: f32,
+    /// Average log-probability of the text tokens.
+    pub avg_logprob: f32,
+    /// The text as timed units (when asked for): one per CJK character or
+    /// punctuation mark, one per Latin word or number.
+    pub units: Vec<Unit>,
+}
+
+/// The smallest piece of text the streaming engine agrees on and commits: a CJK
+/// character, a punctuation mark, or a Latin word or number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// The text, without surrounding spaces.
+    pub text: String,
+    /// Whether a space separates it from the previous unit.
+    pub space_before: bool,
+    /// Start, in ms from the start of the decoded window.
+    pub start_ms: u64,
+    /// End, in ms from the start of the decoded window.
+    pub end_ms: u64,
+}
+
+/// Join units back into text, spacing Latin words as Whisper did.
+pub fn join_units(units: &[Unit]) -> String {
+    let mut text = String::new();
+    for (i, u) in units.iter().enumerate() {
+        if i > 0 && u.space_before {
+            text.push(' ');
+        }
+        text.push_str(&u.text);
+    }
+    text
+}
+
+/// Is this character written as a unit of its own (CJK ideographs, kana, hangul,
+/// full-width and CJK punctuation)?
+fn stands_alone(c: char) -> bool {
+    matches!(c,
+        '\u{2E80}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}'
+        | '\u{FE30}'..='\u{FE4F}' | '\u{FF00}'..='\u{FFEF}' | '\u{20000}'..='\u{3FFFF}')
+}
+
+/// Builds units from token bytes (a token may hold part of a UTF-8 character).
+#[derive(Default)]
+struct UnitBuilder {
+    units: Vec<Unit>,
+    bytes: Vec<u8>,
+    bytes_start: Option<u64>,
+    pending_space: bool,
+    in_word: bool,
+}
+
+impl UnitBuilder {
+    fn push(&mut self, token: &[u8], t0: u64, t1: u64) {
+        if self.bytes.is_empty() {
+            self.bytes_start = Some(t0);
+        }
+        self.bytes.extend_from_slice(token);
+        let valid = match std::str::from_utf8(&self.bytes) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_some() => self.bytes.len(), // invalid: take it lossily
+            Err(e) => e.valid_up_to(),
+        };
+        if valid == 0 {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.bytes[..valid]).into_owned();
+        self.bytes.drain(..valid);
+        let start = self.bytes_start.unwrap_or(t0);
+        self.bytes_start = if self.bytes.is_empty() { None } else { Some(t0) };
+        for c in text.chars() {
+            if c.is_whitespace() {
+                self.pending_space = true;
+                self.in_word = false;
+            } else if stands_alone(c) {
+                self.units.push(Unit {
+                    text: c.to_string(),
+                    space_before: std::mem::take(&mut self.pending_space),
+                    start_ms: start,
+                    end_ms: t1,
+                });
+                self.in_word = false;
+            } else if self.in_word {
+                let last = self.units.last_mut().expect("in a word");
+                last.text.push(c);
+                last.end_ms = t1;
+            } else {
+                self.units.push(Unit {
+                    text: c.to_string(),
+                    space_before: std::mem::take(&mut self.pending_space),
+                    start_ms: start,
+                    end_ms: t1,
+                });
+                self.in_word = true;
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<Unit> {
+        self.units
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_split_cjk_by_character_and_latin_by_word() {
+        let mut b = UnitBuilder::default();
+        b.push("我哋".as_bytes(), 0, 100);
+        b.push(" send".as_bytes(), 100, 200);
+        b.push(" e".as_bytes(), 200, 250);
+        b.push("mail".as_bytes(), 250, 300);
+        b.push("俾你。".as_bytes(), 300, 400);
+        let units = b.finish();
+        let texts: Vec<&str> = units.iter().map(|u| u.text.as_str()).collect();
+        assert_eq!(texts, ["我", "哋", "send", "email", "俾", "你", "。"]);
+        assert_eq!(join_units(&units), "我哋 send email俾你。");
+        assert_eq!(units[3].start_ms, 200);
+        assert_eq!(units[3].end_ms, 300);
+    }
+
+    #[test]
+    fn a_character_split_across_tokens_is_rebuilt() {
+        let bytes = "嘅".as_bytes();
+        let mut b = UnitBuilder::default();
+        b.push(&bytes[..1], 0, 10);
+        b.push(&bytes[1..], 10, 20);
+        let units = b.finish();
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0].text, "嘅");
+        assert_eq!(units[0].start_ms, 0);
+        assert_eq!(units[0].end_ms, 20);
     }
 }

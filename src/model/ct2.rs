@@ -176,45 +176,22 @@ impl Ct2Model {
     /// Fails with [`Error::BadCt2Model`] naming the problem when the file is missing,
     /// empty, truncated, of an unknown binary version, or otherwise malformed.
     pub fn open(path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::BadCt2Model {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bad = |reason: String| Error::BadCt2Model { path: path.to_path_buf(), reason };
         let file = File::open(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => bad("model.bin does not exist".into()),
-            _ => Error::Io {
-                path: path.to_path_buf(),
-                source: e,
-            },
+            _ => Error::Io { path: path.to_path_buf(), source: e },
         })?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::Io {
-                path: path.to_path_buf(),
-                source: e,
-            })?
-            .len();
+        let len =
+            file.metadata().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?.len();
         if len == 0 {
             return Err(bad("model.bin is empty".into()));
         }
-        let mut r = IndexReader {
-            inner: BufReader::with_capacity(1 << 16, file),
-            pos: 0,
-            len,
-        };
+        let mut r = IndexReader { inner: BufReader::with_capacity(1 << 16, file), pos: 0, len };
         let parsed = parse_index(&mut r).map_err(|e| match e {
             IndexError::Bad(reason) => bad(reason),
-            IndexError::Io(source) => Error::Io {
-                path: path.to_path_buf(),
-                source,
-            },
+            IndexError::Io(source) => Error::Io { path: path.to_path_buf(), source },
         })?;
-        let index = parsed
-            .variables
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.name.clone(), i))
-            .collect();
+        let index = parsed.variables.iter().enumerate().map(|(i, v)| (v.name.clone(), i)).collect();
         Ok(Self {
             path: path.to_path_buf(),
             file: r.inner,
@@ -265,31 +242,27 @@ impl Ct2Model {
 
     /// The variable called `name`, or an error naming it as missing.
     pub fn require(&self, name: &str) -> Result<&Ct2Variable> {
-        self.get(name)
-            .ok_or_else(|| self.bad(format!("variable {name} is missing")))
+        self.get(name).ok_or_else(|| self.bad(format!("variable {name} is missing")))
     }
 
     fn bad(&self, reason: String) -> Error {
-        Error::BadCt2Model {
-            path: self.path.clone(),
-            reason,
-        }
+        Error::BadCt2Model { path: self.path.clone(), reason }
     }
 
     /// Reads an integer scalar (any integer dtype, or a float holding an integer).
     pub fn read_scalar_i64(&mut self, name: &str) -> Result<i64> {
         let var = self.require(name)?.clone();
         if var.numel() != 1 {
-            return Err(self.bad(format!(
-                "variable {name} should be a scalar but has shape {:?}",
-                var.shape
-            )));
+            return Err(self
+                .bad(format!("variable {name} should be a scalar but has shape {:?}", var.shape)));
         }
         let bytes = self.read_bytes(&var, 0..1)?;
         Ok(match var.dtype {
             Ct2DType::Int8 => i64::from(bytes[0] as i8),
             Ct2DType::Int16 => i64::from(i16::from_le_bytes([bytes[0], bytes[1]])),
-            Ct2DType::Int32 => i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
+            Ct2DType::Int32 => {
+                i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+            }
             Ct2DType::Float32 | Ct2DType::Float16 | Ct2DType::BFloat16 => {
                 let mut v = Vec::with_capacity(1);
                 decode_floats(var.dtype, &bytes, &mut v);
@@ -327,17 +300,11 @@ impl Ct2Model {
                     Box::new(bytes.iter().map(|&b| f32::from(b as i8)))
                 } else {
                     Box::new(
-                        bytes
-                            .chunks_exact(2)
-                            .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]]))),
+                        bytes.chunks_exact(2).map(|c| f32::from(i16::from_le_bytes([c[0], c[1]]))),
                     )
                 };
                 for (i, q) in values.enumerate() {
-                    let s = if scales.len() == 1 {
-                        scales[0]
-                    } else {
-                        scales[i / row_len.max(1)]
-                    };
+                    let s = if scales.len() == 1 { scales[0] } else { scales[i / row_len.max(1)] };
                     out.push(q / s);
                 }
             }
@@ -352,7 +319,12 @@ impl Ct2Model {
 
     /// The dequantization scales for `rows` of the integer variable `name`: one per row,
     /// or a single one for the whole variable.
-    fn read_scales(&mut self, name: &str, var: &Ct2Variable, rows: Range<usize>) -> Result<Vec<f32>> {
+    fn read_scales(
+        &mut self,
+        name: &str,
+        var: &Ct2Variable,
+        rows: Range<usize>,
+    ) -> Result<Vec<f32>> {
         let scale_name = format!("{}_scale", var.name);
         let alias_scale = format!("{name}_scale");
         let scale = match self.get(&scale_name).or_else(|| self.get(&alias_scale)) {
@@ -364,10 +336,7 @@ impl Ct2Model {
                 )))
             }
         };
-        if !matches!(
-            scale.dtype,
-            Ct2DType::Float32 | Ct2DType::Float16 | Ct2DType::BFloat16
-        ) {
+        if !matches!(scale.dtype, Ct2DType::Float32 | Ct2DType::Float16 | Ct2DType::BFloat16) {
             return Err(self.bad(format!("{scale_name} is {}, not a float", scale.dtype)));
         }
         let scale_rows = if scale.numel() == 1 {
@@ -394,10 +363,7 @@ impl Ct2Model {
         let row_bytes = (var.row_len() * var.dtype.item_size()) as u64;
         let start = var.offset + rows.start as u64 * row_bytes;
         let n = (rows.end - rows.start) as u64 * row_bytes;
-        let io_err = |source| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
+        let io_err = |source| Error::Io { path: self.path.clone(), source };
         self.file.seek(SeekFrom::Start(start)).map_err(io_err)?;
         let mut buf = vec![0u8; n as usize];
         self.file.read_exact(&mut buf).map_err(|e| {
@@ -407,10 +373,7 @@ impl Ct2Model {
                     reason: format!("model.bin ends inside variable {}", var.name),
                 }
             } else {
-                Error::Io {
-                    path: self.path.clone(),
-                    source: e,
-                }
+                Error::Io { path: self.path.clone(), source: e }
             }
         })?;
         Ok(buf)
@@ -420,21 +383,15 @@ impl Ct2Model {
 /// Appends the floats encoded in `bytes` (little-endian `dtype`) to `out`.
 fn decode_floats(dtype: Ct2DType, bytes: &[u8], out: &mut Vec<f32>) {
     match dtype {
-        Ct2DType::Float32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        Ct2DType::Float16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
-        Ct2DType::BFloat16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
+        Ct2DType::Float32 => {
+            out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        }
+        Ct2DType::Float16 => {
+            out.extend(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()))
+        }
+        Ct2DType::BFloat16 => {
+            out.extend(bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()))
+        }
         _ => unreachable!("decode_floats called on an integer dtype"),
     }
 }
@@ -554,9 +511,7 @@ fn parse_index<R: Read + Seek>(r: &mut IndexReader<R>) -> Result<ParsedIndex, In
             IndexError::Bad(format!("variable {name} has unknown dtype id {type_id}"))
         })?;
         let num_bytes = u64::from(r.u32(&format!("the size of {name}"))?);
-        let numel = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        let numel = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
         if numel.and_then(|n| n.checked_mul(dtype.item_size() as u64)) != Some(num_bytes) {
             return Err(IndexError::Bad(format!(
                 "variable {name} has an invalid payload size: {num_bytes} bytes for shape {shape:?} of {dtype}"
@@ -564,12 +519,7 @@ fn parse_index<R: Read + Seek>(r: &mut IndexReader<R>) -> Result<ParsedIndex, In
         }
         let offset = r.pos;
         r.skip(num_bytes, &name)?;
-        variables.push(Ct2Variable {
-            name,
-            shape,
-            dtype,
-            offset,
-        });
+        variables.push(Ct2Variable { name, shape, dtype, offset });
     }
     let mut aliases = BTreeMap::new();
     if binary_version >= 3 {
@@ -585,13 +535,7 @@ fn parse_index<R: Read + Seek>(r: &mut IndexReader<R>) -> Result<ParsedIndex, In
             aliases.insert(alias, target);
         }
     }
-    Ok(ParsedIndex {
-        binary_version,
-        spec,
-        spec_revision,
-        variables,
-        aliases,
-    })
+    Ok(ParsedIndex { binary_version, spec, spec_revision, variables, aliases })
 }
 
 /// Writing `model.bin` files, for tests: the inverse of [`Ct2Model::open`].
@@ -614,10 +558,7 @@ pub(crate) mod testing {
                 name: name.into(),
                 shape: shape.to_vec(),
                 dtype: Ct2DType::Float16,
-                data: values
-                    .iter()
-                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                    .collect(),
+                data: values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
             }
         }
 
@@ -769,7 +710,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut var = RawVar::f32("a", &[2], &[1.0, 2.0]);
         var.shape = vec![3];
-        let msg = reason(Ct2Model::open(&write(dir.path(), &serialize("WhisperSpec", &[var], &[]))).unwrap_err());
+        let msg = reason(
+            Ct2Model::open(&write(dir.path(), &serialize("WhisperSpec", &[var], &[]))).unwrap_err(),
+        );
         assert!(msg.contains("invalid payload size"), "{msg}");
     }
 }

@@ -1,1 +1,28 @@
 //! Whisper models: importing CTranslate2 folders into ggml, and reading ggml headers.
+//!
+//! The import is a pipeline of small parts, each usable alone:
+//! [`ct2`] reads CTranslate2's `model.bin`, [`tokens`] byte-decodes its vocabulary,
+//! [`mel`] computes Whisper's mel filterbank, [`ggml`] writes (and reads back) whisper.cpp's
+//! model format, and [`import`] maps one onto the other.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use cantocap::model::{import_ct2, read_ggml_header, Quantize};
+//!
+//! let report = import_ct2(Path::new("models/ct2/whisper-base"), Path::new("ggml-base.bin"), Quantize::F16)?;
+//! println!("{} tensors, {} bytes", report.tensors, report.bytes_written);
+//! let header = read_ggml_header(Path::new("ggml-base.bin"))?;
+//! assert_eq!(header.size_name(), "base");
+//! # Ok::<(), cantocap::Error>(())
+//! ```
+
+pub mod ct2;
+pub mod ggml;
+pub mod import;
+pub mod mel;
+pub mod tokens;
+
+pub use ggml::{read_ggml_header, GgmlHeader};
+pub use import::{
+    import_ct2, import_ct2_with_progress, ImportReport, ParseQuantizeError, Quantize,
+};

@@ -94,7 +94,7 @@ fn scripts_apply_to_chinese_output() {
     let _lock = whisper_lock();
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("cmn.wav");
-    speak("cmn", "这个星期我们去图书馆学习汉语。", &wav);
+    speak("cmn-latn-pinyin", "这个星期我们去图书馆学习汉语。", &wav);
     for (script, check) in [("hk", simplified_only as fn(&str) -> Vec<char>), ("cn", traditional_only)] {
         let out = run(&["transcribe", s(&wav), "-f", "txt", "-s", script, "-l", "zh", "-t", "2", "-m", s(&base())]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -227,4 +227,60 @@ fn convert_turns_simplified_into_hong_kong_script() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("我們") && text.contains("發布"), "{text}");
+}
+
+#[test]
+fn live_streams_a_file_into_jsonl_and_srt() {
+    let _lock = whisper_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = english(dir.path());
+    let padded = dir.path().join("padded.wav");
+    sox(&[s(&wav), s(&padded), "pad", "0.5", "2"]);
+    let jsonl = dir.path().join("events.jsonl");
+    let srt = dir.path().join("live.srt");
+    let out = run(&[
+        "live", "--input", s(&padded), "--speed", "max", "-l", "en", "-t", "2", "-m", s(&base()),
+        "--jsonl", s(&jsonl), "--srt", s(&srt),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("[00:00:0"), "finals should be printed with times: {stdout}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let finals: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "final").collect();
+    assert!(!finals.is_empty(), "{events:?}");
+    for e in &events {
+        for k in ["segment", "text", "start_ms", "end_ms", "emitted_ms"] {
+            assert!(!e[k].is_null(), "{k} missing in {e}");
+        }
+    }
+    let text: Vec<&str> = finals.iter().map(|e| e["text"].as_str().unwrap()).collect();
+    let w = wer("Good morning. Today we will review the quarterly budget.", &text.join(" "));
+    assert!(w <= 0.25, "WER {w}: {text:?}");
+    let captions = cantocap::caption::parse_srt(&std::fs::read_to_string(&srt).unwrap()).unwrap();
+    assert!(!captions.is_empty());
+}
+
+#[test]
+fn live_without_the_named_device_fails_clearly() {
+    let out = run(&["live", "--device", "no-such-microphone-xyz", "-m", s(&base())]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("audio input") && err.contains("no-such-microphone-xyz"), "{err}");
+}
+
+#[test]
+fn devices_lists_inputs_or_says_there_are_none() {
+    let out = run(&["devices"]);
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    if out.status.success() {
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Hz"));
+    } else {
+        assert!(err.contains("error:") && err.contains("audio input"), "{err}");
+    }
 }

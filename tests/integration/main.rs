@@ -11,4 +11,5 @@ mod cli;
 mod common;
 mod import;
 mod script;
+mod stream;
 mod transcribe;

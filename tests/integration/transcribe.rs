@@ -64,7 +64,7 @@ fn mandarin_comes_out_in_the_chosen_script() {
     let _lock = whisper_lock();
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("mandarin.wav");
-    speak("cmn", MANDARIN, &wav);
+    speak("cmn-latn-pinyin", MANDARIN, &wav);
     let model = WhisperModel::load(base()).unwrap();
     let opts = TranscribeOptions { language: Some("zh".into()), threads: 2, ..Default::default() };
     let raw = transcript(&model, &wav, &opts);
@@ -85,9 +85,11 @@ fn cantonese_on_base_decodes_as_zh_and_never_translates() {
     let _lock = whisper_lock();
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("cmn.wav");
-    speak("cmn", MANDARIN, &wav);
+    speak("cmn-latn-pinyin", MANDARIN, &wav);
     let model = WhisperModel::load(base()).unwrap();
-    let opts = TranscribeOptions { threads: 2, ..Default::default() };
+    // Guards off: the Cantonese prompt makes base echo it on speech it cannot follow,
+    // and the echo guard would leave nothing to look at.
+    let opts = TranscribeOptions { threads: 2, guards: false, ..Default::default() };
     let plan = model.plan(&opts).unwrap();
     assert_eq!(plan.language.as_deref(), Some("zh"));
     assert!(plan.cantonese_via_zh);

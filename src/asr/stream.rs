@@ -1,0 +1,598 @@
+//! Streaming: Whisper made live.
+//!
+//! Whisper decodes windows of up to 30 s; it has no notion of a stream. The
+//! [`StreamingTranscriber`] makes it one, with the policy of ufal's
+//! whisper_streaming, adapted for captions:
+//!
+//! - Audio is pushed at any rate and channel count, resampled to 16 kHz and kept in
+//!   a rolling buffer of *uncommitted* audio.
+//! - Every step (default 1 s of new audio) the buffer is decoded, with the
+//!   committed text as prompt and the encoder window (`audio_ctx`) scaled to the
+//!   buffer, so a 3 s buffer costs a tenth of a 30 s one.
+//! - **LocalAgreement-2**: the prefix on which two consecutive hypotheses agree is
+//!   stable. It is committed up to its last sentence punctuation (or whole, once it
+//!   is older than `commit_after_ms`), so finals read as sentences, not word
+//!   fragments.
+//! - **Endpoint**: when voice activity has seen a pause of `endpoint_ms` after speech,
+//!   the whole hypothesis is committed.
+//! - Committed text is emitted once as a [`CaptionEvent::Final`] and never changes;
+//!   the rest is a [`CaptionEvent::Partial`] that replaces the previous partial.
+//! - The buffer is trimmed at each commit, so cost stays flat for hours; a hard cap
+//!   (`max_buffer_ms`) forces a commit at the widest gap between words.
+//! - Guards: no decoding without speech; Whisper's no-speech and log-probability
+//!   signals, the subtitle-credit filter and the loop cutter from
+//!   [`guards`](super::guards).
+//!
+//! Time inside is the audio pushed, so the same samples always give the same events.
+//! Pushing much audio at once (because decoding fell behind) makes the next step
+//! longer: the engine catches up instead of queueing decodes, and reports how far
+//! behind it was as `lag_ms`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::language::LanguagePlan;
+use super::whisper::{join_units, keep, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel};
+use crate::audio::{EnergyVad, StreamResampler, VadOptions, WHISPER_SAMPLE_RATE};
+use crate::Result;
+
+const SAMPLES_PER_MS: u64 = WHISPER_SAMPLE_RATE as u64 / 1000;
+
+/// A caption event, as JSON: `{"type":"partial",…}` or `{"type":"final",…}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CaptionEvent {
+    /// The uncommitted tail of speech: replaces the previous partial of its segment.
+    Partial {
+        /// The segment id this partial will become when it is committed.
+        segment: u64,
+        /// Counts up from 1 within a segment.
+        revision: u32,
+        /// The text so far.
+        text: String,
+        /// Start of the text, in ms of stream time.
+        start_ms: u64,
+        /// End of the text, in ms of stream time.
+        end_ms: u64,
+        /// Stream time (ms of audio pushed so far) when this was emitted.
+        emitted_ms: u64,
+        /// How far decoding was behind its schedule when this was made, in ms.
+        lag_ms: u64,
+    },
+    /// Committed text: emitted once, never changes. Segment ids increase by one.
+    Final {
+        /// The segment id.
+        segment: u64,
+        /// The text.
+        text: String,
+        /// Start of the text, in ms of stream time.
+        start_ms: u64,
+        /// End of the text, in ms of stream time.
+        end_ms: u64,
+        /// Stream time (ms of audio pushed so far) when this was emitted.
+        emitted_ms: u64,
+        /// How far decoding was behind its schedule when this was made, in ms.
+        lag_ms: u64,
+    },
+}
+
+impl CaptionEvent {
+    /// The segment id.
+    pub fn segment(&self) -> u64 {
+        match self {
+            Self::Partial { segment, .. } | Self::Final { segment, .. } => *segment,
+        }
+    }
+
+    /// The text.
+    pub fn text(&self) -> &str {
+        match self {
+            Self::Partial { text, .. } | Self::Final { text, .. } => text,
+        }
+    }
+
+    /// Mutable text, for converting scripts or redacting in place.
+    pub fn text_mut(&mut self) -> &mut String {
+        match self {
+            Self::Partial { text, .. } | Self::Final { text, .. } => text,
+        }
+    }
+
+    /// Is this a final?
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Final { .. })
+    }
+
+    /// (start_ms, end_ms).
+    pub fn span(&self) -> (u64, u64) {
+        match self {
+            Self::Partial { start_ms, end_ms, .. } | Self::Final { start_ms, end_ms, .. } => {
+                (*start_ms, *end_ms)
+            }
+        }
+    }
+
+    /// Stream time of emission.
+    pub fn emitted_ms(&self) -> u64 {
+        match self {
+            Self::Partial { emitted_ms, .. } | Self::Final { emitted_ms, .. } => *emitted_ms,
+        }
+    }
+
+    /// Set the emission time: live drivers stamp events with the wall clock.
+    pub fn set_emitted_ms(&mut self, ms: u64) {
+        match self {
+            Self::Partial { emitted_ms, .. } | Self::Final { emitted_ms, .. } => *emitted_ms = ms,
+        }
+    }
+
+    /// A final as a [`Segment`](crate::Segment), for caption layout and files.
+    pub fn to_segment(&self) -> crate::Segment {
+        let (start_ms, end_ms) = self.span();
+        crate::Segment { start_ms, end_ms, text: self.text().to_string() }
+    }
+}
+
+/// Streaming settings, with documented defaults.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Decoding settings (language, threads, thresholds, guards).
+    pub transcribe: TranscribeOptions,
+    /// Voice activity settings.
+    pub vad: VadOptions,
+    /// New audio between decodes. Default 1000 ms.
+    pub step_ms: u64,
+    /// A pause this long after speech ends an utterance: commit it. Default 600 ms.
+    pub endpoint_ms: u64,
+    /// Agreed text is committed even without sentence punctuation once it started
+    /// this long before the end of the buffer. Default 5000 ms.
+    pub commit_after_ms: u64,
+    /// Hard cap on uncommitted audio; past it a commit is forced. Default 20 000 ms.
+    pub max_buffer_ms: u64,
+    /// Characters of committed text given to Whisper as prompt. Default 100.
+    pub prompt_chars: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            transcribe: TranscribeOptions::default(),
+            vad: VadOptions::default(),
+            step_ms: 1000,
+            endpoint_ms: 600,
+            commit_after_ms: 5000,
+            max_buffer_ms: 20_000,
+            prompt_chars: 100,
+        }
+    }
+}
+
+/// Counters for benchmarks and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamStats {
+    /// Audio pushed, in ms (16 kHz).
+    pub pushed_ms: u64,
+    /// Decodes run.
+    pub decodes: u64,
+    /// Wall time spent decoding, in ms.
+    pub compute_ms: u64,
+    /// Audio decoded, summed over decodes (a measure of the work), in ms.
+    pub decoded_audio_ms: u64,
+    /// Uncommitted audio now, in ms.
+    pub buffer_ms: u64,
+    /// Largest uncommitted buffer seen, in ms.
+    pub max_buffer_ms: u64,
+    /// Finals emitted.
+    pub finals: u64,
+    /// Partials emitted.
+    pub partials: u64,
+}
+
+/// Live transcription of one audio stream. See the [module docs](self).
+pub struct StreamingTranscriber {
+    model: Arc<WhisperModel>,
+    state: DecodeState,
+    opts: StreamOptions,
+    plan: LanguagePlan,
+    resampler: StreamResampler,
+    vad: EnergyVad,
+    scratch: Vec<f32>,
+    /// Uncommitted 16 kHz audio; `buffer[0]` is sample `buffer_start` of the stream.
+    buffer: Vec<f32>,
+    buffer_start: u64,
+    pushed: u64,
+    last_decode: u64,
+    /// Hypothesis of the previous decode, units after the commit point, absolute ms.
+    previous: Vec<Unit>,
+    committed_text: String,
+    /// Last committed units (for removing re-decoded overlap).
+    committed_tail: Vec<Unit>,
+    committed_end_ms: u64,
+    next_segment: u64,
+    revision: u32,
+    partial_text: String,
+    stats: StreamStats,
+}
+
+impl std::fmt::Debug for StreamingTranscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingTranscriber").field("stats", &self.stats).finish()
+    }
+}
+
+impl StreamingTranscriber {
+    /// A stream of audio at `sample_rate` Hz with `channels` interleaved channels.
+    pub fn new(
+        model: Arc<WhisperModel>,
+        sample_rate: u32,
+        channels: u16,
+        opts: StreamOptions,
+    ) -> Result<Self> {
+        let plan = model.plan(&opts.transcribe)?;
+        let state = model.new_state()?;
+        Ok(Self {
+            resampler: StreamResampler::new(sample_rate, channels)?,
+            vad: EnergyVad::new(opts.vad.clone()),
+            model,
+            state,
+            plan,
+            opts,
+            scratch: Vec::with_capacity(WHISPER_SAMPLE_RATE as usize),
+            buffer: Vec::with_capacity(WHISPER_SAMPLE_RATE as usize * 32),
+            buffer_start: 0,
+            pushed: 0,
+            last_decode: 0,
+            previous: Vec::new(),
+            committed_text: String::new(),
+            committed_tail: Vec::new(),
+            committed_end_ms: 0,
+            next_segment: 1,
+            revision: 0,
+            partial_text: String::new(),
+            stats: StreamStats::default(),
+        })
+    }
+
+    /// The language plan in use (for telling the user about `zh` + prompt).
+    pub fn plan(&self) -> &LanguagePlan {
+        &self.plan
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &StreamStats {
+        &self.stats
+    }
+
+    /// Push interleaved samples (any amount, even part of a frame); returns the
+    /// events this audio caused.
+    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<CaptionEvent>> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let result = self.resampler.push(samples, &mut scratch);
+        let events = result.and_then(|()| self.push_16k(&scratch, false));
+        self.scratch = scratch;
+        events
+    }
+
+    /// The stream ended: decode what is left, commit everything, and return the
+    /// last events. The transcriber can not be used after this.
+    pub fn finish(&mut self) -> Result<Vec<CaptionEvent>> {
+        let mut tail = Vec::new();
+        self.resampler.flush(&mut tail)?;
+        self.push_16k(&tail, true)
+    }
+
+    fn push_16k(&mut self, samples: &[f32], finish: bool) -> Result<Vec<CaptionEvent>> {
+        self.vad.push(samples);
+        self.buffer.extend_from_slice(samples);
+        self.pushed += samples.len() as u64;
+        self.stats.pushed_ms = self.pushed / SAMPLES_PER_MS;
+        let mut events = Vec::new();
+
+        let since = self.pushed - self.last_decode;
+        let step = self.opts.step_ms * SAMPLES_PER_MS;
+        let speech_end = self.vad.last_speech_end().filter(|&end| end > self.buffer_start);
+        // An utterance just ended: decode now rather than at the next step, which
+        // keeps final latency down.
+        let endpoint = speech_end.is_some_and(|end| {
+            !self.vad.in_speech()
+                && self.pushed.saturating_sub(end) >= self.opts.endpoint_ms * SAMPLES_PER_MS
+        });
+        if since < step && !finish && !endpoint {
+            return Ok(events);
+        }
+        let lag_ms = since.saturating_sub(step) / SAMPLES_PER_MS;
+        self.last_decode = self.pushed;
+
+        let Some(speech_end) = speech_end else {
+            // No speech in the buffer: nothing to decode. Keep a little audio so a
+            // word starting right now is not clipped.
+            self.trim_to(self.pushed.saturating_sub(300 * SAMPLES_PER_MS));
+            if finish {
+                self.finalize_partial(&mut events, lag_ms);
+            }
+            self.update_buffer_stats();
+            return Ok(events);
+        };
+
+        let units = self.decode()?;
+
+        if finish || endpoint {
+            self.commit(&units, units.len(), &mut events, lag_ms);
+            self.previous.clear();
+            // Everything up to the end of speech is done.
+            self.trim_to(if finish { self.pushed } else { speech_end.max(self.buffer_start) });
+        } else {
+            let agreed = agreed_prefix(&self.previous, &units);
+            let buffer_end_ms = self.pushed / SAMPLES_PER_MS;
+            let cut = commit_point(&units[..agreed], buffer_end_ms, self.opts.commit_after_ms);
+            let over_cap = self.buffer.len() as u64 > self.opts.max_buffer_ms * SAMPLES_PER_MS;
+            let cut = if cut == 0 && over_cap { forced_cut(&units, buffer_end_ms) } else { cut };
+            if cut > 0 {
+                self.commit(&units, cut, &mut events, lag_ms);
+                let end = units[cut - 1].end_ms * SAMPLES_PER_MS;
+                self.trim_to(end);
+            } else if over_cap && units.is_empty() {
+                // Speech-like noise that decodes to nothing: let the oldest part go.
+                self.trim_to(self.pushed - self.opts.max_buffer_ms * SAMPLES_PER_MS / 2);
+            }
+            self.previous = units[cut..].to_vec();
+            self.emit_partial(&units[cut..], &mut events, lag_ms);
+        }
+        self.update_buffer_stats();
+        Ok(events)
+    }
+
+    fn update_buffer_stats(&mut self) {
+        self.stats.buffer_ms = self.buffer.len() as u64 / SAMPLES_PER_MS;
+        self.stats.max_buffer_ms = self.stats.max_buffer_ms.max(self.stats.buffer_ms);
+    }
+
+    /// Decode the buffer; the units of what survives the guards, in absolute ms,
+    /// with any overlap with already committed text removed.
+    fn decode(&mut self) -> Result<Vec<Unit>> {
+        let buffer_ms = self.buffer.len() as u64 / SAMPLES_PER_MS;
+        // 50 encoder frames per second of audio, plus a margin; 1500 is the full 30 s.
+        let audio_ctx = ((buffer_ms / 20) as i32 + 64).min(1500);
+        let mut prompt = self.plan.initial_prompt.clone().unwrap_or_default();
+        let tail_start = self.committed_text.chars().count().saturating_sub(self.opts.prompt_chars);
+        prompt.extend(self.committed_text.chars().skip(tail_start));
+        let request = DecodeRequest {
+            prompt: &prompt,
+            language: self.plan.language.as_deref(),
+            audio_ctx,
+            units: true,
+        };
+        // Whisper needs at least a little audio; pad very short buffers with silence.
+        let min = WHISPER_SAMPLE_RATE as usize;
+        let padded;
+        let audio: &[f32] = if self.buffer.len() < min {
+            padded = [self.buffer.as_slice(), &vec![0.0; min - self.buffer.len()]].concat();
+            &padded
+        } else {
+            &self.buffer
+        };
+        let started = Instant::now();
+        let decoded = self.model.decode(&mut self.state, audio, &self.opts.transcribe, &request)?;
+        self.stats.decodes += 1;
+        self.stats.compute_ms += started.elapsed().as_millis() as u64;
+        self.stats.decoded_audio_ms += buffer_ms;
+
+        let offset_ms = self.buffer_start / SAMPLES_PER_MS;
+        // Echoes are judged against the fixed prompt only: a speaker may well
+        // repeat what was committed.
+        let initial_prompt = self.plan.initial_prompt.as_deref().unwrap_or("");
+        let mut units: Vec<Unit> = decoded
+            .into_iter()
+            .filter_map(|d| keep(d, &self.opts.transcribe, initial_prompt))
+            .flat_map(|d| d.units)
+            .filter(|u| u.start_ms <= buffer_ms) // nothing from the padding
+            .map(|mut u| {
+                u.start_ms += offset_ms;
+                u.end_ms = (u.end_ms.min(buffer_ms)) + offset_ms;
+                u
+            })
+            .collect();
+        self.drop_overlap(&mut units);
+        Ok(units)
+    }
+
+    /// Whisper often repeats the last committed words at the start of the next
+    /// window (the cut falls inside a word). Drop a leading run of up to 5 units
+    /// that equals the end of the committed text.
+    fn drop_overlap(&self, units: &mut Vec<Unit>) {
+        let tail = &self.committed_tail;
+        for n in (1..=5.min(tail.len()).min(units.len())).rev() {
+            let same = tail[tail.len() - n..].iter().zip(&units[..n]).all(|(a, b)| same_unit(a, b));
+            let early = units[0].start_ms < self.committed_end_ms + 1000;
+            if same && early {
+                units.drain(..n);
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, units: &[Unit], n: usize, events: &mut Vec<CaptionEvent>, lag_ms: u64) {
+        let chosen = &units[..n];
+        let text = join_units(chosen);
+        if text.trim().is_empty() {
+            self.finalize_partial(events, lag_ms);
+            return;
+        }
+        let start_ms = chosen[0].start_ms.max(self.committed_end_ms);
+        let end_ms = chosen[n - 1].end_ms.max(start_ms);
+        events.push(CaptionEvent::Final {
+            segment: self.next_segment,
+            text: text.clone(),
+            start_ms,
+            end_ms,
+            emitted_ms: self.pushed / SAMPLES_PER_MS,
+            lag_ms,
+        });
+        self.stats.finals += 1;
+        self.next_segment += 1;
+        self.revision = 0;
+        self.partial_text.clear();
+        if !self.committed_text.is_empty() && chosen[0].space_before {
+            self.committed_text.push(' ');
+        }
+        self.committed_text.push_str(&text);
+        // Keep the prompt source bounded.
+        let excess = self.committed_text.chars().count().saturating_sub(self.opts.prompt_chars * 4);
+        if excess > 0 {
+            self.committed_text = self.committed_text.chars().skip(excess).collect();
+        }
+        self.committed_tail.extend_from_slice(chosen);
+        let keep_from = self.committed_tail.len().saturating_sub(5);
+        self.committed_tail.drain(..keep_from);
+        self.committed_end_ms = end_ms;
+    }
+
+    /// The stream ended with a partial showing but nothing to commit: the partial
+    /// was not speech after all. Nothing is emitted; viewers drop partials when a
+    /// later segment id or the end arrives.
+    fn finalize_partial(&mut self, _events: &mut [CaptionEvent], _lag_ms: u64) {
+        self.partial_text.clear();
+        self.revision = 0;
+    }
+
+    fn emit_partial(&mut self, units: &[Unit], events: &mut Vec<CaptionEvent>, lag_ms: u64) {
+        let text = join_units(units);
+        if text == self.partial_text || units.is_empty() {
+            return;
+        }
+        self.revision += 1;
+        self.partial_text = text.clone();
+        self.stats.partials += 1;
+        events.push(CaptionEvent::Partial {
+            segment: self.next_segment,
+            revision: self.revision,
+            text,
+            start_ms: units[0].start_ms.max(self.committed_end_ms),
+            end_ms: units[units.len() - 1].end_ms,
+            emitted_ms: self.pushed / SAMPLES_PER_MS,
+            lag_ms,
+        });
+    }
+
+    /// Drop buffered audio before stream sample `sample`.
+    fn trim_to(&mut self, sample: u64) {
+        let sample = sample.clamp(self.buffer_start, self.pushed);
+        let n = (sample - self.buffer_start) as usize;
+        self.buffer.drain(..n);
+        self.buffer_start = sample;
+    }
+}
+
+fn normalized(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '，' => ',',
+            '。' => '.',
+            '！' => '!',
+            '？' => '?',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn same_unit(a: &Unit, b: &Unit) -> bool {
+    normalized(&a.text) == normalized(&b.text)
+}
+
+/// How many leading units two hypotheses agree on (LocalAgreement-2).
+fn agreed_prefix(previous: &[Unit], current: &[Unit]) -> usize {
+    previous.iter().zip(current).take_while(|(a, b)| same_unit(a, b)).count()
+}
+
+fn is_sentence_end(unit: &Unit) -> bool {
+    matches!(unit.text.chars().last(), Some('。' | '！' | '？' | '.' | '!' | '?' | '；' | ';'))
+}
+
+fn is_clause_end(unit: &Unit) -> bool {
+    is_sentence_end(unit) || matches!(unit.text.chars().last(), Some('，' | ',' | '、' | '：' | ':'))
+}
+
+/// How many of the agreed units to commit now: through the last sentence end; or
+/// through the last clause end, or all of them, once the oldest is older than
+/// `commit_after_ms`.
+fn commit_point(agreed: &[Unit], buffer_end_ms: u64, commit_after_ms: u64) -> usize {
+    if let Some(i) = agreed.iter().rposition(is_sentence_end) {
+        return i + 1;
+    }
+    let old = agreed.first().is_some_and(|u| buffer_end_ms.saturating_sub(u.start_ms) >= commit_after_ms);
+    if !old {
+        return 0;
+    }
+    match agreed.iter().rposition(is_clause_end) {
+        Some(i) => i + 1,
+        None => agreed.len(),
+    }
+}
+
+/// The buffer is over its cap with no agreement: commit through the widest gap
+/// between units, keeping the last 3 s uncommitted.
+fn forced_cut(units: &[Unit], buffer_end_ms: u64) -> usize {
+    let limit = buffer_end_ms.saturating_sub(3000);
+    let candidates = units.len().saturating_sub(1);
+    let best = (0..candidates)
+        .filter(|&i| units[i].end_ms <= limit)
+        .max_by_key(|&i| units[i + 1].start_ms.saturating_sub(units[i].end_ms));
+    match best {
+        Some(i) => i + 1,
+        None => units.iter().take_while(|u| u.end_ms <= limit).count(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(text: &str, start_ms: u64, end_ms: u64) -> Unit {
+        Unit { text: text.into(), space_before: false, start_ms, end_ms }
+    }
+
+    #[test]
+    fn agreement_is_a_common_prefix_ignoring_case_and_width() {
+        let a = [u("我", 0, 1), u("哋", 1, 2), u("，", 2, 3), u("Go", 3, 4)];
+        let b = [u("我", 0, 1), u("哋", 1, 2), u(",", 2, 3), u("go", 3, 4), u("去", 4, 5)];
+        assert_eq!(agreed_prefix(&a, &b), 4);
+        assert_eq!(agreed_prefix(&a[..1], &b), 1);
+        assert_eq!(agreed_prefix(&[], &b), 0);
+    }
+
+    #[test]
+    fn commits_through_the_last_sentence_end() {
+        let units = [u("好", 0, 100), u("。", 100, 100), u("我", 200, 300), u("哋", 300, 400)];
+        assert_eq!(commit_point(&units, 1000, 5000), 2);
+    }
+
+    #[test]
+    fn waits_for_a_sentence_end_until_the_text_is_old() {
+        let units = [u("好", 0, 100), u("，", 100, 100), u("我", 200, 300)];
+        assert_eq!(commit_point(&units, 1000, 5000), 0);
+        assert_eq!(commit_point(&units, 6000, 5000), 2);
+        let words = [u("hello", 0, 100), u("there", 200, 300)];
+        assert_eq!(commit_point(&words, 6000, 5000), 2);
+    }
+
+    #[test]
+    fn forced_cuts_use_the_widest_gap_and_keep_the_tail() {
+        let units = [u("a", 0, 100), u("b", 150, 200), u("c", 900, 1000), u("d", 1050, 1100), u("e", 9500, 9600)];
+        assert_eq!(forced_cut(&units, 10_000), 2);
+        assert_eq!(forced_cut(&units[..1], 10_000), 1);
+        assert_eq!(forced_cut(&units[4..], 10_000), 0);
+    }
+
+    #[test]
+    fn events_serialise_with_their_type_first() {
+        let e = CaptionEvent::Final { segment: 3, text: "你好".into(), start_ms: 10, end_ms: 20, emitted_ms: 900, lag_ms: 0 };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.starts_with(r#"{"type":"final","segment":3,"text":"你好""#), "{json}");
+        let back: CaptionEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,93 @@
+//! JSON lines (`.jsonl`): one final caption event per line.
+//!
+//! ```text
+//! {"type":"final","segment":1,"text":"我哋聽日用 Zoom 開會，記得 send 個 agenda 俾我。","start_ms":1000,"end_ms":3500}
+//! ```
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::writer::check_times;
+use super::{Caption, CaptionWriter};
+use crate::Result;
+
+/// Writes one JSON object per caption: `type` (always `"final"`), `segment` (the
+/// caption's index), `text` (its lines joined by [`Caption::text`]), `start_ms` and
+/// `end_ms`, in that order, with non-ASCII text as UTF-8.
+#[derive(Debug)]
+pub struct JsonlWriter<W> {
+    out: W,
+}
+
+/// The wire form; field order is the output order.
+#[derive(Serialize)]
+struct Final<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    segment: usize,
+    text: &'a str,
+    start_ms: u64,
+    end_ms: u64,
+}
+
+impl<W: Write> JsonlWriter<W> {
+    /// A writer into `out`.
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+
+    /// The underlying output.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write> CaptionWriter for JsonlWriter<W> {
+    fn write_caption(&mut self, caption: &Caption) -> Result<()> {
+        check_times(caption)?;
+        let text = caption.text();
+        let event = Final {
+            kind: "final",
+            segment: caption.index,
+            text: &text,
+            start_ms: caption.start_ms,
+            end_ms: caption.end_ms,
+        };
+        let mut line = serde_json::to_vec(&event).map_err(io::Error::from)?;
+        line.push(b'\n');
+        self.out.write_all(&line)?;
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(self.out.flush()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_one_object_per_line_in_field_order() {
+        let mut writer = JsonlWriter::new(Vec::new());
+        let captions = [
+            Caption {
+                index: 1,
+                start_ms: 1000,
+                end_ms: 3500,
+                lines: vec!["我哋聽日用 Zoom 開會，".into(), "記得 \"send\"\n".into()],
+            },
+            Caption { index: 2, start_ms: 3500, end_ms: 4500, lines: vec![] },
+        ];
+        super::super::write_all(&mut writer, &captions).unwrap();
+        let out = String::from_utf8(writer.into_inner()).unwrap();
+        assert_eq!(
+            out,
+            "{\"type\":\"final\",\"segment\":1,\"text\":\"我哋聽日用 Zoom 開會，記得 \\\"send\\\"\",\"start_ms\":1000,\"end_ms\":3500}\n\
+             {\"type\":\"final\",\"segment\":2,\"text\":\"\",\"start_ms\":3500,\"end_ms\":4500}\n"
+        );
+    }
+}

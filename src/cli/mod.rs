@@ -1,0 +1,2 @@
+//! The command line's larger subcommands.
+pub mod live;
