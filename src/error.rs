@@ -136,4 +136,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// The caption server cannot start as configured (bad config file, an address it
+    /// cannot listen on, anonymous access on a public address). The message says what
+    /// to change.
+    #[error("server: {reason}")]
+    ServerConfig {
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -6,6 +6,8 @@ pub mod caption;
 mod error;
 pub mod model;
 mod segment;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -57,6 +57,9 @@ place, and each final as a timestamped line. --jsonl writes every event (partial
 finals) with its times, for latency measurements; --srt and --vtt are valid at every
 moment. Ctrl-C stops and flushes.")]
     Live(LiveArgs),
+    /// Caption server: audio in over WebSocket per session, captions out to viewers.
+    #[cfg(feature = "server")]
+    Serve(cli::serve::ServeArgs),
     /// List audio input devices and their sample rates.
     Devices,
     /// Manage Whisper models (import CTranslate2 / faster-whisper folders, inspect).
@@ -196,6 +199,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert { script } => convert(script),
         Command::Live(args) => live(args),
         Command::Devices => devices(),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => cli::serve::run(args),
     }
 }
 

@@ -89,46 +89,63 @@ pub fn is_prompt_echo(text: &str, prompt: &str) -> bool {
     t.len() >= 6 && t.iter().all(|c| rest.any(|q| q == c))
 }
 
-/// Does the text loop: one unit (1 to 16 characters) repeated so much that it
-/// fills most of the text? Whisper does this when decoding goes wrong, for
-/// example "係係係係係係係係" or "我哋去，我哋去，我哋去，我哋去".
+/// Does the text loop: one unit repeated so much that it fills the rest of the text?
+/// Whisper does this when decoding goes wrong, for example "係係係係係係係係",
+/// "我哋去，我哋去，我哋去，我哋去", or a whole sentence written three times.
+/// Short units must repeat more to count: 6 times for 1–2 characters, 4 times up to
+/// 16, 3 times beyond, and twice for a unit of 20 or more characters that ends
+/// the text.
 ///
-/// Returns the byte offset where the looping begins, so a caller can keep the
-/// text before it, or `None` if the text does not loop.
-pub fn repetition_start(text: &str) -> Option<usize> {
-    let chars: Vec<(usize, char)> = text.char_indices().filter(|(_, c)| !c.is_whitespace()).collect();
+/// Returns the byte offset where the looping begins and the length of the unit in
+/// characters (spaces ignored), or `None` if the text does not loop.
+pub fn repetition(text: &str) -> Option<(usize, usize)> {
+    let chars: Vec<(usize, char)> =
+        text.char_indices().filter(|(_, c)| !c.is_whitespace()).collect();
     let n = chars.len();
-    for unit in 1..=16.min(n / 4) {
-        // Needed repeats: short units must repeat more to count as a loop.
-        let min_repeats = if unit <= 2 { 6 } else { 4 };
-        let mut start = 0;
-        while start + unit * min_repeats <= n {
-            let mut repeats = 1;
-            while start + (repeats + 1) * unit <= n
-                && (0..unit).all(|i| chars[start + i].1 == chars[start + repeats * unit + i].1)
-            {
-                repeats += 1;
+    let mut best: Option<(usize, usize)> = None; // (char index, period)
+    for period in 1..=n / 2 {
+        let min_repeats = match period {
+            1..=2 => 6,
+            3..=16 => 4,
+            _ => 3,
+        };
+        let needed = (min_repeats - 1) * period;
+        let mut run = 0;
+        let mut found = None;
+        for i in 0..n - period {
+            if chars[i].1 == chars[i + period].1 {
+                run += 1;
+                if run >= needed {
+                    found = Some(i + 1 - run);
+                    break;
+                }
+            } else {
+                run = 0;
             }
-            if repeats >= min_repeats {
-                return Some(chars[start].0);
+        }
+        // A long unit (a sentence) written twice at the very end is a loop too.
+        if found.is_none() && period >= 20 && run >= period {
+            found = Some(n - period - run);
+        }
+        if let Some(start) = found {
+            if best.is_none_or(|(s, _)| start < s) {
+                best = Some((start, period));
             }
-            start += 1;
         }
     }
-    None
+    best.map(|(start, period)| (chars[start].0, period))
+}
+
+fn is_sentence_punct(c: char) -> bool {
+    matches!(c, '.' | '!' | '?' | '。' | '！' | '？' | '，' | ',')
 }
 
 /// Cut a looping tail off: keep the text before the loop plus one instance of
 /// the repeated unit. Text that does not loop is returned as it is.
 pub fn trim_repetition(text: &str) -> String {
-    let Some(start) = repetition_start(text) else {
+    let Some((start, period)) = repetition(text) else {
         return text.to_string();
     };
-    let tail: Vec<char> = text[start..].chars().filter(|c| !c.is_whitespace()).collect();
-    // Smallest period of the loop.
-    let period = (1..=tail.len())
-        .find(|&p| tail.iter().enumerate().skip(p).all(|(i, c)| *c == tail[i - p]))
-        .unwrap_or(tail.len());
     // Keep one instance of the unit, from the original text (spacing included).
     let mut kept = 0;
     let mut end = start;
@@ -140,6 +157,17 @@ pub fn trim_repetition(text: &str) -> String {
             kept += 1;
         }
         end = start + i + c.len_utf8();
+    }
+    // The loop may have been entered mid-sentence (".Good morning …meeting" rather
+    // than "Good morning …meeting."): finish the sentence if it ends within the
+    // next unit's worth of text.
+    let rest: Vec<(usize, char)> =
+        text[end..].char_indices().filter(|(_, c)| !c.is_whitespace()).take(period).collect();
+    let ends_sentence = text[..end].chars().rev().find(|c| !c.is_whitespace()).is_some_and(is_sentence_punct);
+    if !ends_sentence {
+        if let Some(&(i, c)) = rest.iter().find(|(_, c)| is_sentence_punct(*c)) {
+            end += i + c.len_utf8();
+        }
     }
     text[..end].trim_end().to_string()
 }
@@ -194,12 +222,17 @@ mod tests {
         assert_eq!(trim_repetition("係係係係係係係係係係"), "係");
         assert_eq!(trim_repetition("我話，我哋去，我哋去，我哋去，我哋去，我哋去"), "我話，我哋去，");
         assert_eq!(trim_repetition("go go go go go go go"), "go");
+        let sentence = "Good morning everyone and welcome to the meeting. ";
+        let looped = format!("Hello. {}", sentence.repeat(5));
+        assert_eq!(trim_repetition(&looped), format!("Hello. {}", sentence.trim_end()));
+        let twice = "Good morning everyone. Good morning everyone.";
+        assert_eq!(trim_repetition(twice), "Good morning everyone.");
     }
 
     #[test]
     fn ordinary_repetition_is_kept() {
         for line in ["好好食", "佢哋哋", "係咪係咪呀", "hello hello", "一二三四五六七八九十"] {
-            assert_eq!(repetition_start(line), None, "{line}");
+            assert_eq!(repetition(line), None, "{line}");
             assert_eq!(trim_repetition(line), line);
         }
     }

@@ -17,8 +17,12 @@
 //!   the whole hypothesis is committed.
 //! - Committed text is emitted once as a [`CaptionEvent::Final`] and never changes;
 //!   the rest is a [`CaptionEvent::Partial`] that replaces the previous partial.
-//! - The buffer is trimmed at each commit, so cost stays flat for hours; a hard cap
-//!   (`max_buffer_ms`) forces a commit at the widest gap between words.
+//! - Committed audio stays in the buffer (cutting at a word boundary that Whisper's
+//!   timestamps place only roughly would garble the next word); new hypotheses drop
+//!   what was already committed, by time and by matching the last committed words.
+//!   The buffer is trimmed at endpoints, and at the last commit once it passes
+//!   `trim_after_ms`, so cost stays flat for hours; a hard cap (`max_buffer_ms`)
+//!   forces a commit at the widest gap between words.
 //! - Guards: no decoding without speech; Whisper's no-speech and log-probability
 //!   signals, the subtitle-credit filter and the loop cutter from
 //!   [`guards`](super::guards).
@@ -138,7 +142,8 @@ impl CaptionEvent {
 /// Streaming settings, with documented defaults.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
-    /// Decoding settings (language, threads, thresholds, guards).
+    /// Decoding settings (language, threads, thresholds, guards). The engine always
+    /// decodes without temperature fallback, whatever this says.
     pub transcribe: TranscribeOptions,
     /// Voice activity settings.
     pub vad: VadOptions,
@@ -149,7 +154,9 @@ pub struct StreamOptions {
     /// Agreed text is committed even without sentence punctuation once it started
     /// this long before the end of the buffer. Default 5000 ms.
     pub commit_after_ms: u64,
-    /// Hard cap on uncommitted audio; past it a commit is forced. Default 20 000 ms.
+    /// Once the buffer is this long, committed audio is trimmed from it. Default 12 000 ms.
+    pub trim_after_ms: u64,
+    /// Hard cap on buffered audio; past it a commit is forced. Default 20 000 ms.
     pub max_buffer_ms: u64,
     /// Characters of committed text given to Whisper as prompt. Default 100.
     pub prompt_chars: usize,
@@ -162,7 +169,8 @@ impl Default for StreamOptions {
             vad: VadOptions::default(),
             step_ms: 1000,
             endpoint_ms: 600,
-            commit_after_ms: 5000,
+            commit_after_ms: 6000,
+            trim_after_ms: 12_000,
             max_buffer_ms: 20_000,
             prompt_chars: 100,
         }
@@ -206,7 +214,10 @@ pub struct StreamingTranscriber {
     last_decode: u64,
     /// Hypothesis of the previous decode, units after the commit point, absolute ms.
     previous: Vec<Unit>,
+    /// Committed text whose audio has left the buffer: the prompt.
     committed_text: String,
+    /// Committed units whose audio is still in the buffer.
+    committed_in_buffer: Vec<Unit>,
     /// Last committed units (for removing re-decoded overlap).
     committed_tail: Vec<Unit>,
     committed_end_ms: u64,
@@ -230,6 +241,8 @@ impl StreamingTranscriber {
         channels: u16,
         opts: StreamOptions,
     ) -> Result<Self> {
+        let mut opts = opts;
+        opts.transcribe.temperature_fallback = false;
         let plan = model.plan(&opts.transcribe)?;
         let state = model.new_state()?;
         Ok(Self {
@@ -246,6 +259,7 @@ impl StreamingTranscriber {
             last_decode: 0,
             previous: Vec::new(),
             committed_text: String::new(),
+            committed_in_buffer: Vec::new(),
             committed_tail: Vec::new(),
             committed_end_ms: 0,
             next_segment: 1,
@@ -327,13 +341,17 @@ impl StreamingTranscriber {
         } else {
             let agreed = agreed_prefix(&self.previous, &units);
             let buffer_end_ms = self.pushed / SAMPLES_PER_MS;
-            let cut = commit_point(&units[..agreed], buffer_end_ms, self.opts.commit_after_ms);
+            let mut cut = commit_point(&units[..agreed], buffer_end_ms, self.opts.commit_after_ms);
             let over_cap = self.buffer.len() as u64 > self.opts.max_buffer_ms * SAMPLES_PER_MS;
-            let cut = if cut == 0 && over_cap { forced_cut(&units, buffer_end_ms) } else { cut };
+            if cut == 0 && over_cap && self.committed_in_buffer.is_empty() {
+                cut = forced_cut(&units, buffer_end_ms);
+            }
             if cut > 0 {
                 self.commit(&units, cut, &mut events, lag_ms);
-                let end = units[cut - 1].end_ms * SAMPLES_PER_MS;
-                self.trim_to(end);
+            }
+            let long = self.buffer.len() as u64 > self.opts.trim_after_ms * SAMPLES_PER_MS;
+            if (long || over_cap) && !self.committed_in_buffer.is_empty() {
+                self.trim_to(self.committed_end_ms * SAMPLES_PER_MS);
             } else if over_cap && units.is_empty() {
                 // Speech-like noise that decodes to nothing: let the oldest part go.
                 self.trim_to(self.pushed - self.opts.max_buffer_ms * SAMPLES_PER_MS / 2);
@@ -355,7 +373,8 @@ impl StreamingTranscriber {
     fn decode(&mut self) -> Result<Vec<Unit>> {
         let buffer_ms = self.buffer.len() as u64 / SAMPLES_PER_MS;
         // 50 encoder frames per second of audio, plus a margin; 1500 is the full 30 s.
-        let audio_ctx = ((buffer_ms / 20) as i32 + 64).min(1500);
+        // Too tight a window makes Whisper loop or invent an ending: keep 2.5 s spare.
+        let audio_ctx = ((buffer_ms / 20) as i32 + 128).clamp(256, 1500);
         let mut prompt = self.plan.initial_prompt.clone().unwrap_or_default();
         let tail_start = self.committed_text.chars().count().saturating_sub(self.opts.prompt_chars);
         prompt.extend(self.committed_text.chars().skip(tail_start));
@@ -364,6 +383,8 @@ impl StreamingTranscriber {
             language: self.plan.language.as_deref(),
             audio_ctx,
             units: true,
+            // Fast Cantonese runs about 6 characters (8 tokens) a second.
+            max_tokens: (12 * buffer_ms / 1000 + 16) as i32,
         };
         // Whisper needs at least a little audio; pad very short buffers with silence.
         let min = WHISPER_SAMPLE_RATE as usize;
@@ -394,6 +415,8 @@ impl StreamingTranscriber {
                 u.end_ms = (u.end_ms.min(buffer_ms)) + offset_ms;
                 u
             })
+            // Committed audio is still in the buffer: skip what it decodes to.
+            .filter(|u| u.start_ms + 100 > self.committed_end_ms || self.committed_in_buffer.is_empty())
             .collect();
         self.drop_overlap(&mut units);
         Ok(units)
@@ -435,15 +458,7 @@ impl StreamingTranscriber {
         self.next_segment += 1;
         self.revision = 0;
         self.partial_text.clear();
-        if !self.committed_text.is_empty() && chosen[0].space_before {
-            self.committed_text.push(' ');
-        }
-        self.committed_text.push_str(&text);
-        // Keep the prompt source bounded.
-        let excess = self.committed_text.chars().count().saturating_sub(self.opts.prompt_chars * 4);
-        if excess > 0 {
-            self.committed_text = self.committed_text.chars().skip(excess).collect();
-        }
+        self.committed_in_buffer.extend_from_slice(chosen);
         self.committed_tail.extend_from_slice(chosen);
         let keep_from = self.committed_tail.len().saturating_sub(5);
         self.committed_tail.drain(..keep_from);
@@ -477,12 +492,29 @@ impl StreamingTranscriber {
         });
     }
 
-    /// Drop buffered audio before stream sample `sample`.
+    /// Drop buffered audio before stream sample `sample`; committed text whose
+    /// audio goes becomes prompt.
     fn trim_to(&mut self, sample: u64) {
         let sample = sample.clamp(self.buffer_start, self.pushed);
         let n = (sample - self.buffer_start) as usize;
         self.buffer.drain(..n);
         self.buffer_start = sample;
+        let gone = self
+            .committed_in_buffer
+            .iter()
+            .take_while(|u| u.start_ms * SAMPLES_PER_MS < sample)
+            .count();
+        for u in self.committed_in_buffer.drain(..gone) {
+            if !self.committed_text.is_empty() && u.space_before {
+                self.committed_text.push(' ');
+            }
+            self.committed_text.push_str(&u.text);
+        }
+        // Keep the prompt source bounded.
+        let excess = self.committed_text.chars().count().saturating_sub(self.opts.prompt_chars * 4);
+        if excess > 0 {
+            self.committed_text = self.committed_text.chars().skip(excess).collect();
+        }
     }
 }
 
@@ -582,7 +614,11 @@ mod tests {
     #[test]
     fn forced_cuts_use_the_widest_gap_and_keep_the_tail() {
         let units = [u("a", 0, 100), u("b", 150, 200), u("c", 900, 1000), u("d", 1050, 1100), u("e", 9500, 9600)];
-        assert_eq!(forced_cut(&units, 10_000), 2);
+        // The widest gap (d → e) ends before the last 3 s: cut there.
+        assert_eq!(forced_cut(&units, 10_000), 4);
+        // A unit ending in the last 3 s is never a cut point, however wide its gap.
+        let late = [u("f", 0, 100), u("g", 200, 300), u("h", 8000, 8100), u("i", 9900, 9950)];
+        assert_eq!(forced_cut(&late, 10_000), 2);
         assert_eq!(forced_cut(&units[..1], 10_000), 1);
         assert_eq!(forced_cut(&units[4..], 10_000), 0);
     }

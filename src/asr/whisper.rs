@@ -39,6 +39,11 @@ pub struct TranscribeOptions {
     /// Drop the subtitle-credit lines Whisper invents on silence and cut repetition
     /// loops (see [`super::guards`]). Default true.
     pub guards: bool,
+    /// When a decode looks bad (repetitive or improbable), retry it at higher
+    /// temperatures, as Whisper does. Default true. Costs up to six decodes of a
+    /// window; the streaming engine turns it off (a bad window is decoded again a
+    /// step later anyway).
+    pub temperature_fallback: bool,
     /// Beam size; 1 (default) means greedy decoding, the fastest.
     pub beam_size: usize,
 }
@@ -53,6 +58,7 @@ impl Default for TranscribeOptions {
             logprob_threshold: -1.0,
             suppress_non_speech: true,
             guards: true,
+            temperature_fallback: true,
             beam_size: 1,
         }
     }
@@ -133,6 +139,7 @@ impl WhisperModel {
             language: plan.language.as_deref(),
             audio_ctx: 0,
             units: false,
+            max_tokens: 0,
         };
         let decoded = self.decode_with_progress(&mut state, samples, opts, &request, progress)?;
         Ok(decoded
@@ -197,8 +204,12 @@ impl WhisperModel {
         params.set_suppress_blank(true);
         params.set_no_speech_thold(opts.no_speech_threshold);
         params.set_logprob_thold(opts.logprob_threshold);
+        if !opts.temperature_fallback {
+            params.set_temperature_inc(0.0);
+        }
         params.set_token_timestamps(request.units);
         params.set_audio_ctx(request.audio_ctx);
+        params.set_max_tokens(request.max_tokens);
         params.set_print_special(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);
@@ -285,6 +296,10 @@ pub struct DecodeRequest<'a> {
     pub audio_ctx: i32,
     /// Split the text into timed [`Unit`]s (token timestamps; a little slower).
     pub units: bool,
+    /// Stop a window's decode after this many tokens (0 = Whisper's own limit, 224).
+    /// A bound proportional to the audio stops repetition loops from costing a
+    /// full-length decode.
+    pub max_tokens: i32,
 }
 
 /// whisper.cpp's working memory for one stream; see [`WhisperModel::new_state`].

@@ -67,8 +67,13 @@
 //! # Ok::<(), cantocap::Error>(())
 //! ```
 
+pub mod redact;
 mod script;
 
+pub use redact::{
+    Labels, ParseRedactionKindError, RedactOptions, Redacted, RedactionCounts, RedactionKind,
+    RedactionTypes, Redactor, Replacement,
+};
 pub use script::{
     convert, OpenccConfig, OpenccConverter, ParseScriptError, Script, ScriptConverter,
 };

@@ -226,7 +226,8 @@ fn convert_turns_simplified_into_hong_kong_script() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("我們") && text.contains("發布"), "{text}");
+    assert!(text.contains("我們") && text.contains("軟件") && text.contains('發'), "{text}");
+    assert!(simplified_only(&text).is_empty(), "{text}");
 }
 
 #[test]

@@ -13,3 +13,5 @@ mod import;
 mod script;
 mod stream;
 mod transcribe;
+mod redact;
+mod server;

@@ -1,0 +1,182 @@
+//! Streaming latency, compute and accuracy at real-time pace; prints a table.
+//!
+//! ```sh
+//! cargo bench --bench stream          # needs models/fetch-test-model.sh; takes ~6 minutes
+//! ```
+//!
+//! A feeder thread sends a 2-minute multi-utterance clip (espeak-ng English, 1.5 s
+//! pauses) in 100 ms chunks at real-time pace; a worker thread, like `cantocap live`,
+//! pushes whatever has arrived into the engine. Latencies are wall-clock:
+//! - final latency: end of an utterance's audio → the final holding its last word;
+//! - partial latency: end of the newest word in a partial → that partial;
+//! - flicker: characters changed between successive partials of one segment.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use cantocap::asr::{CaptionEvent, StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel};
+
+const SENTENCES: &[&str] = &[
+    "Good morning everyone, and welcome to the weekly project meeting.",
+    "First, we will review the budget for the next quarter.",
+    "The marketing team needs two more weeks to finish the campaign.",
+    "Please send your comments to the shared folder before Friday.",
+    "We will meet the client in Hong Kong at the end of the month.",
+    "The new office opens in January, near the harbour.",
+    "Thank you all for your hard work this year.",
+    "Our next meeting is on Tuesday at ten in the morning.",
+];
+
+fn clip(dir: &Path, seconds: usize) -> (Vec<f32>, Vec<u64>, String) {
+    let mut audio = vec![0.0f32; 8000];
+    let (mut ends, mut text) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while audio.len() < seconds * 16_000 {
+        let s = SENTENCES[i % SENTENCES.len()];
+        let wav = dir.join(format!("s{i}.wav"));
+        let ok = Command::new("espeak-ng").args(["-v", "en", "-s", "150", "-w"]).arg(&wav).arg(s).status();
+        assert!(ok.expect("espeak-ng is needed").success());
+        audio.extend(cantocap::audio::read_wav(&wav).unwrap().to_whisper_input().unwrap());
+        ends.push(audio.len() as u64 / 16);
+        audio.extend(std::iter::repeat_n(0.0, 24_000));
+        text.push(s);
+        i += 1;
+    }
+    (audio, ends, text.join(" "))
+}
+
+fn words(t: &str) -> Vec<String> {
+    t.split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (words(reference), words(hypothesis));
+    edit_distance(&r, &h) as f64 / r.len().max(1) as f64
+}
+
+fn percentile(values: &mut [u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("stream: run with `cargo bench --bench stream`");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let (audio, ends, reference) = clip(dir.path(), 120);
+    let audio_ms = audio.len() as u64 / 16;
+
+    println!("clip: {:.0} s, {} utterances", audio_ms as f64 / 1000.0, ends.len());
+    println!();
+    println!("| model | threads | final p50 (ms) | final p90 (ms) | partial p50 (ms) | RTF | flicker (chars/partial) | WER stream | WER offline | compute stream/offline |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, threads) in [("ggml-base.bin", 2), ("ggml-tiny.en.bin", 2)] {
+        let path = root.join("models").join(name);
+        assert!(path.is_file(), "{} missing: run models/fetch-test-model.sh", path.display());
+        let model = Arc::new(WhisperModel::load(&path).unwrap());
+        let transcribe = TranscribeOptions { language: Some("en".into()), threads, ..Default::default() };
+
+        let started = Instant::now();
+        let offline = model.transcribe(&audio, &transcribe).unwrap();
+        let offline_ms = started.elapsed().as_millis() as u64;
+        let offline_text: Vec<String> = offline.into_iter().map(|s| s.text).collect();
+
+        let opts = StreamOptions { transcribe, ..Default::default() };
+        let mut engine = StreamingTranscriber::new(Arc::clone(&model), 16_000, 1, opts).unwrap();
+        let (tx, rx) = mpsc::channel::<Vec<f32>>();
+        let start = Instant::now();
+        let worker = std::thread::spawn(move || {
+            let mut events: Vec<(u64, CaptionEvent)> = Vec::new();
+            while let Ok(mut chunk) = rx.recv() {
+                while let Ok(more) = rx.try_recv() {
+                    chunk.extend(more);
+                }
+                for e in engine.push(&chunk).unwrap() {
+                    events.push((start.elapsed().as_millis() as u64, e));
+                }
+            }
+            for e in engine.finish().unwrap() {
+                events.push((start.elapsed().as_millis() as u64, e));
+            }
+            (events, engine.stats().clone())
+        });
+        for (i, chunk) in audio.chunks(1600).enumerate() {
+            let due = Duration::from_millis(i as u64 * 100);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            tx.send(chunk.to_vec()).unwrap();
+        }
+        drop(tx);
+        let (events, stats) = worker.join().unwrap();
+
+        let finals: Vec<&(u64, CaptionEvent)> = events.iter().filter(|(_, e)| e.is_final()).collect();
+        let mut final_latency: Vec<u64> = ends
+            .iter()
+            .filter_map(|&end| {
+                finals.iter().find(|(_, e)| e.span().1 + 300 >= end).map(|(wall, _)| wall.saturating_sub(end))
+            })
+            .collect();
+        let mut partial_latency: Vec<u64> = events
+            .iter()
+            .filter(|(_, e)| !e.is_final())
+            .map(|(wall, e)| wall.saturating_sub(e.span().1))
+            .collect();
+        let (mut changed, mut partials, mut last): (usize, usize, Option<(u64, String)>) = (0, 0, None);
+        for (_, e) in &events {
+            if let CaptionEvent::Partial { segment, text, .. } = e {
+                let chars: Vec<char> = text.chars().collect();
+                if let Some((seg, prev)) = &last {
+                    if seg == segment {
+                        changed += edit_distance(&prev.chars().collect::<Vec<_>>(), &chars);
+                        partials += 1;
+                    }
+                }
+                last = Some((*segment, text.clone()));
+            }
+        }
+        let streamed: Vec<&str> = finals.iter().map(|(_, e)| e.text()).collect();
+        println!(
+            "| {name} | {threads} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.3} | {:.2} |",
+            percentile(&mut final_latency, 0.5),
+            percentile(&mut final_latency, 0.9),
+            percentile(&mut partial_latency, 0.5),
+            stats.compute_ms as f64 / audio_ms as f64,
+            changed as f64 / partials.max(1) as f64,
+            wer(&reference, &streamed.join(" ")),
+            wer(&reference, &offline_text.join(" ")),
+            stats.compute_ms as f64 / offline_ms.max(1) as f64,
+        );
+        eprintln!(
+            "{name}: {} finals for {} utterances, {} decodes, max buffer {} ms, offline {} ms",
+            finals.len(),
+            ends.len(),
+            stats.decodes,
+            stats.max_buffer_ms,
+            offline_ms
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Server settings: listening address, model, limits, and the TOML file of tokens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::auth::TokenEntry;
+use crate::asr::TranscribeOptions;
+use crate::{Error, Result};
+
+/// Limits on everything a client controls, with documented defaults. In the TOML
+/// config they go in a `[limits]` table with the same names.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent ingest sessions; more are refused (1013), not queued. Default 8.
+    pub max_sessions: usize,
+    /// Largest WebSocket message, in bytes (1009 above it). Default 131 072
+    /// (0.68 s of 48 kHz stereo s16le).
+    pub max_frame_bytes: usize,
+    /// Messages per second per ingest connection, counted over one-second windows
+    /// (1008 above it). Default 200 (frames of 5 ms and up are fine).
+    pub max_messages_per_sec: u32,
+    /// Audio may arrive at most this many times faster than real time … Default 2.0.
+    pub max_realtime_factor: f64,
+    /// … after a head start of this much audio, in ms (1008 `too_fast` past it).
+    /// Default 10 000.
+    pub burst_ms: u64,
+    /// Longest ingest connection, in seconds of audio (1008 `session_too_long`);
+    /// the client may reconnect to continue. Default 14 400 (4 h).
+    pub max_session_secs: u64,
+    /// An ingest connection that sends nothing for this long is ended (1008
+    /// `idle_timeout`). Default 30.
+    pub idle_secs: u64,
+    /// Seconds a new ingest connection has to send `start`. Default 10.
+    pub start_secs: u64,
+    /// Viewers per session (1013 above it). Default 1000.
+    pub max_viewers_per_session: usize,
+    /// Finals a newly connected viewer receives first (the latest ones). Default 200.
+    pub viewer_backlog: usize,
+    /// Caption events buffered per session for viewers; a viewer further behind
+    /// skips partials (finals are re-sent). Default 256.
+    pub broadcast_capacity: usize,
+    /// Seconds a write to a viewer may take before the viewer is dropped. Default 10.
+    pub viewer_write_secs: u64,
+    /// Sessions decoding at the same time; the others wait, and the engine then
+    /// decodes longer steps (lag grows visibly instead of a queue). Default: CPU
+    /// cores / decode threads, at least 1.
+    pub decode_slots: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = TranscribeOptions::default().threads.max(1);
+        Self {
+            max_sessions: 8,
+            max_frame_bytes: 131_072,
+            max_messages_per_sec: 200,
+            max_realtime_factor: 2.0,
+            burst_ms: 10_000,
+            max_session_secs: 4 * 3600,
+            idle_secs: 30,
+            start_secs: 10,
+            max_viewers_per_session: 1000,
+            viewer_backlog: 200,
+            broadcast_capacity: 256,
+            viewer_write_secs: 10,
+            decode_slots: (cores / threads).max(1),
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_secs.max(1))
+    }
+}
+
+/// Everything the server needs. Build with `..Default::default()`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on. Default 127.0.0.1:8787; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The Whisper model (ggml), loaded once after binding and shared by all sessions.
+    pub model: PathBuf,
+    /// Decoding settings for every session (language, threads …); a session's
+    /// `start` may choose another language.
+    pub transcribe: TranscribeOptions,
+    /// New audio between decodes, in ms. Default 1000.
+    pub step_ms: u64,
+    /// Folder of per-session journals (`SESSION.jsonl`); `None` keeps finals in
+    /// memory only (lost on restart).
+    pub data_dir: Option<PathBuf>,
+    /// Limits.
+    pub limits: Limits,
+    /// Bearer tokens and their roles. Empty: no authentication (only on loopback
+    /// unless `allow_anonymous`).
+    pub tokens: Vec<TokenEntry>,
+    /// Browser origins allowed to open WebSockets besides the server's own
+    /// (`http://HOST` of the request); `"*"` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Accept anonymous clients on a non-loopback address.
+    pub allow_anonymous: bool,
+    /// Log connections to stderr (never tokens or caption text). Default true.
+    pub log: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            model: PathBuf::from("models/ggml-base.bin"),
+            transcribe: TranscribeOptions::default(),
+            step_ms: 1000,
+            data_dir: None,
+            limits: Limits::default(),
+            tokens: Vec::new(),
+            allowed_origins: Vec::new(),
+            allow_anonymous: false,
+            log: true,
+        }
+    }
+}
+
+/// The TOML configuration file (`--config`):
+///
+/// ```toml
+/// allowed_origins = ["https://meet.example.org"]
+///
+/// [[tokens]]
+/// name = "jitsi-gateway"          # for logs; the token itself is never logged
+/// token = "s3cret-ingest"
+/// roles = ["ingest"]
+///
+/// [[tokens]]
+/// name = "viewers"
+/// token = "s3cret-view"
+/// roles = ["view"]
+///
+/// [limits]
+/// max_sessions = 4
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Tokens and roles.
+    pub tokens: Vec<TokenEntry>,
+    /// Extra allowed browser origins.
+    pub allowed_origins: Vec<String>,
+    /// Limits (each optional).
+    pub limits: Option<Limits>,
+}
+
+impl ConfigFile {
+    /// Read and check a config file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|reason| Error::ServerConfig { reason: format!("{}: {reason}", path.display()) })
+    }
+
+    /// Parse and check config text.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let file: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (i, t) in file.tokens.iter().enumerate() {
+            if t.token.len() < 8 {
+                return Err(format!("token {} ({}) is shorter than 8 characters", i + 1, t.name));
+            }
+            if t.roles.is_empty() {
+                return Err(format!("token {} ({}) has no roles", i + 1, t.name));
+            }
+        }
+        Ok(file)
+    }
+
+    /// Put the file's settings into a server configuration.
+    pub fn apply(self, config: &mut ServerConfig) {
+        config.tokens = self.tokens;
+        config.allowed_origins = self.allowed_origins;
+        if let Some(limits) = self.limits {
+            config.limits = limits;
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Refuse configurations that would expose the server: anonymous access on a
+    /// non-loopback address without `allow_anonymous`.
+    pub fn check(&self) -> Result<()> {
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() && !self.allow_anonymous {
+            return Err(Error::ServerConfig {
+                reason: format!(
+                    "refusing to listen on {} without tokens: anyone who can reach it could send audio and read captions; \
+                     configure tokens (--config) or pass --allow-anonymous",
+                    self.listen
+                ),
+            });
+        }
+        if self.limits.max_sessions == 0 || self.limits.max_frame_bytes < 64 || self.limits.broadcast_capacity == 0 {
+            return Err(Error::ServerConfig { reason: "limits: max_sessions, broadcast_capacity must be above 0 and max_frame_bytes at least 64".into() });
+        }
+        Ok(())
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::auth::Role;
+
+    #[test]
+    fn config_file_parses_tokens_and_limits() {
+        let file = ConfigFile::parse(
+            r#"
+allowed_origins = ["https://a.example"]
+[[tokens]]
+name = "gw"
+token = "0123456789"
+roles = ["ingest", "view"]
+[limits]
+max_sessions = 3
+"#,
+        )
+        .unwrap();
+        assert_eq!(file.tokens[0].roles, [Role::Ingest, Role::View]);
+        let limits = file.limits.clone().unwrap();
+        assert_eq!(limits.max_sessions, 3);
+        assert_eq!(limits.idle_secs, Limits::default().idle_secs);
+        assert!(ConfigFile::parse("[[tokens]]\ntoken = \"short\"\nroles = [\"view\"]").is_err());
+        assert!(ConfigFile::parse("[[tokens]]\ntoken = \"0123456789\"\nroles = [\"root\"]").is_err());
+        assert!(ConfigFile::parse("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn anonymous_only_on_loopback() {
+        let mut c = ServerConfig { listen: "0.0.0.0:0".parse().unwrap(), ..Default::default() };
+        assert!(c.check().is_err());
+        c.allow_anonymous = true;
+        assert!(c.check().is_ok());
+        c.allow_anonymous = false;
+        c.listen = "[::1]:0".parse().unwrap();
+        assert!(c.check().is_ok());
+    }
+}

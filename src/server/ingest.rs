@@ -1,0 +1,461 @@
+//! Ingest: one WebSocket of audio in, one engine thread, caption events out.
+//!
+//! The connection's task reads frames, checks them against the limits, decodes
+//! PCM to `f32` and sends it over a channel to the session's engine thread (one
+//! `std::thread` per active stream, as the design says). The thread drains
+//! everything queued into one `push`, so a session that waited for a decode slot
+//! decodes a longer step rather than building a queue. Events go to the session
+//! (journal, viewers) and back to the ingest client through a writer task.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::protocol::{self, close, ClientMessage, ErrorCode, ErrorMessage, Start};
+use super::session::{Continuation, Session};
+use super::viewers::{refuse, truncate};
+use super::{signalled, Shared};
+use crate::asr::{CaptionEvent, StreamOptions, StreamingTranscriber};
+use crate::text::Script;
+use crate::Error;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// What the writer task sends to the ingest client.
+enum Out {
+    Text(String),
+    Event(Arc<super::session::Published>),
+    /// An error message, then a close with the error's code; the writer stops.
+    Fail(ErrorCode, String),
+    /// A close frame; the writer stops.
+    Close(u16, &'static str),
+}
+
+/// Audio for the engine thread.
+enum Input {
+    Audio { samples: Vec<f32>, end_ms: u64, at: Instant },
+    Finish,
+}
+
+/// Why the read loop ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    Stop,
+    Shutdown,
+    Dropped,
+    Failed,
+}
+
+/// Holds one of the `max_sessions` ingest slots.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active_ingests.fetch_sub(1, Relaxed);
+        self.0.metrics.sessions.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Serve one ingest connection for session `id`.
+pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
+    let limits = shared.config.limits.clone();
+    if *shared.shutdown.borrow() {
+        return refuse(&mut ws, &shared, ErrorCode::ShuttingDown, "the server is shutting down").await;
+    }
+    let Some(model) = shared.model.get().cloned() else {
+        return refuse(&mut ws, &shared, ErrorCode::NotReady, "the model is still loading; try again shortly").await;
+    };
+    if shared.active_ingests.fetch_add(1, Relaxed) >= limits.max_sessions {
+        shared.active_ingests.fetch_sub(1, Relaxed);
+        let msg = format!("the server already has {} ingest sessions; try again later", limits.max_sessions);
+        return refuse(&mut ws, &shared, ErrorCode::TooManySessions, &msg).await;
+    }
+    shared.metrics.sessions.fetch_add(1, Relaxed);
+    let slot = Slot(Arc::clone(&shared));
+
+    // The start message.
+    let start = match tokio::time::timeout(Duration::from_secs(limits.start_secs.max(1)), ws.next()).await {
+        Err(_) => Err((ErrorCode::BadStart, "no start message in time".to_string())),
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text) {
+            Ok(ClientMessage::Start(start)) => {
+                protocol::check_start(&start).map(|()| start).map_err(|m| (ErrorCode::UnsupportedAudio, m))
+            }
+            Ok(ClientMessage::Stop) => Err((ErrorCode::BadStart, "stop before start".to_string())),
+            Err(e) => Err(bad_start(&text, &e)),
+        },
+        Ok(Some(Ok(Message::Binary(_)))) => {
+            Err((ErrorCode::BadStart, "audio before the start message; send {\"type\":\"start\",…} first".to_string()))
+        }
+        Ok(Some(Ok(_))) => Err((ErrorCode::BadStart, "the first message must be a start message".to_string())),
+        Ok(Some(Err(_)) | None) => return,
+    };
+    let start = match start {
+        Ok(s) => s,
+        Err((code, msg)) => return refuse(&mut ws, &shared, code, &msg).await,
+    };
+
+    let data_dir = shared.config.data_dir.as_deref();
+    let session = match shared.sessions.get(&id, data_dir, true).and_then(|s| {
+        let s = s.expect("created");
+        Ok(s.begin_ingest(data_dir)?.map(|c| (s, c)))
+    }) {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => {
+            let msg = format!("session {id} already has an ingest connection");
+            return refuse(&mut ws, &shared, ErrorCode::SessionBusy, &msg).await;
+        }
+        Err(e) => {
+            shared.log(format_args!("session {id}: {e}"));
+            return refuse(&mut ws, &shared, ErrorCode::Internal, "the session journal cannot be opened").await;
+        }
+    };
+    let (session, continuation) = session;
+    shared.metrics.sessions_total.fetch_add(1, Relaxed);
+
+    let (sink, mut stream) = ws.split();
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(sink, out_rx, start.script.unwrap_or(Script::Raw), Arc::clone(&shared)));
+    let (input, input_rx) = std_mpsc::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    {
+        let job = Job { shared: Arc::clone(&shared), session, start: start.clone(), continuation, input: input_rx, out: out.clone(), model };
+        let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
+            job.run();
+            drop(slot);
+            let _ = done_tx.send(());
+        });
+        if spawned.is_err() {
+            let _ = out.send(Out::Fail(ErrorCode::Internal, "cannot start a decoding thread".into()));
+            return;
+        }
+    }
+
+    let end = read_loop(&mut stream, &shared, &start, &input, &out).await;
+    let _ = input.send(Input::Finish);
+    drop(input);
+    // The engine thread sends its last events before signalling.
+    let _ = done_rx.await;
+    match end {
+        End::Stop => {
+            let _ = out.send(Out::Close(close::NORMAL, "stopped"));
+        }
+        End::Shutdown => {
+            let _ = out.send(Out::Close(close::GOING_AWAY, "server shutting down"));
+        }
+        End::Dropped | End::Failed => {}
+    }
+    drop(out);
+    // Let the client's close frame arrive (completing the closing handshake).
+    if end != End::Dropped {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async { while stream.next().await.is_some() {} }).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// Why a first message is not a usable `start`: an unsupported sample format is
+/// unsupported audio (1003); anything else is a bad start (1008).
+fn bad_start(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    match value["format"].as_str() {
+        Some(format) if value["type"] == "start" && !matches!(format, "s16le" | "f32le") => {
+            (ErrorCode::UnsupportedAudio, format!("format {format:?} is not supported (supported: s16le, f32le)"))
+        }
+        _ => (ErrorCode::BadStart, format!("the first message must be a start message: {error}")),
+    }
+}
+
+/// Read frames until `stop`, an error, a dropped connection or shutdown.
+async fn read_loop(
+    stream: &mut futures_util::stream::SplitStream<Ws>,
+    shared: &Shared,
+    start: &Start,
+    input: &std_mpsc::Sender<Input>,
+    out: &mpsc::UnboundedSender<Out>,
+) -> End {
+    let limits = &shared.config.limits;
+    let mut shutdown = shared.shutdown.clone();
+    let frame_bytes = start.format.bytes() * usize::from(start.channels);
+    let started = Instant::now();
+    let mut frames: u64 = 0;
+    let mut window = (Instant::now(), 0u32);
+    let fail = |code: ErrorCode, msg: String| {
+        let _ = out.send(Out::Fail(code, msg));
+        End::Failed
+    };
+    loop {
+        let next = tokio::select! {
+            _ = signalled(&mut shutdown) => return End::Shutdown,
+            next = tokio::time::timeout(limits.idle(), stream.next()) => next,
+        };
+        let message = match next {
+            Err(_) => return fail(ErrorCode::IdleTimeout, format!("nothing received for {} s", limits.idle_secs)),
+            Ok(None) => return End::Dropped,
+            Ok(Some(Err(tungstenite::Error::Capacity(_)))) => {
+                return fail(ErrorCode::FrameTooBig, format!("a frame is over the limit of {} bytes", limits.max_frame_bytes))
+            }
+            Ok(Some(Err(_))) => return End::Dropped,
+            Ok(Some(Ok(m))) => m,
+        };
+        // Message rate, over one-second windows.
+        if window.0.elapsed() >= Duration::from_secs(1) {
+            window = (Instant::now(), 0);
+        }
+        window.1 += 1;
+        if window.1 > limits.max_messages_per_sec {
+            return fail(ErrorCode::RateLimited, format!("more than {} messages per second", limits.max_messages_per_sec));
+        }
+        match message {
+            Message::Binary(bytes) => {
+                if bytes.len() > limits.max_frame_bytes {
+                    return fail(
+                        ErrorCode::FrameTooBig,
+                        format!("a frame of {} bytes is over the limit of {} bytes", bytes.len(), limits.max_frame_bytes),
+                    );
+                }
+                if bytes.len() % frame_bytes != 0 {
+                    return fail(
+                        ErrorCode::BadAudio,
+                        format!(
+                            "a frame of {} bytes is not a whole number of {}-byte sample frames ({:?}, {} channel(s))",
+                            bytes.len(),
+                            frame_bytes,
+                            start.format,
+                            start.channels
+                        ),
+                    );
+                }
+                let mut samples = Vec::with_capacity(bytes.len() / start.format.bytes());
+                start.format.decode_into(&bytes, &mut samples);
+                let before_ms = frames * 1000 / u64::from(start.sample_rate);
+                frames += (bytes.len() / frame_bytes) as u64;
+                let end_ms = frames * 1000 / u64::from(start.sample_rate);
+                shared.metrics.audio_ms.fetch_add(end_ms - before_ms, Relaxed);
+                let allowed = started.elapsed().as_millis() as f64 * limits.max_realtime_factor + limits.burst_ms as f64;
+                if end_ms as f64 > allowed {
+                    return fail(
+                        ErrorCode::TooFast,
+                        format!("audio arrives faster than {}x real time; send it at its own pace", limits.max_realtime_factor),
+                    );
+                }
+                if end_ms > limits.max_session_secs * 1000 {
+                    return fail(
+                        ErrorCode::SessionTooLong,
+                        format!("the connection reached {} s of audio; reconnect to continue the session", limits.max_session_secs),
+                    );
+                }
+                if input.send(Input::Audio { samples, end_ms, at: Instant::now() }).is_err() {
+                    return End::Failed; // the engine failed and has said so
+                }
+            }
+            Message::Text(text) => {
+                return match serde_json::from_str::<ClientMessage>(&text) {
+                    Ok(ClientMessage::Stop) => End::Stop,
+                    Ok(ClientMessage::Start(_)) => fail(ErrorCode::TextNotAudio, "the session has already started".into()),
+                    Err(_) => fail(
+                        ErrorCode::TextNotAudio,
+                        "a text frame where audio was expected: send audio as binary frames, or {\"type\":\"stop\"}".into(),
+                    ),
+                };
+            }
+            Message::Close(_) => return End::Dropped,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::UnboundedReceiver<Out>, script: Script, shared: Arc<Shared>) {
+    while let Some(out) = rx.recv().await {
+        let sent = match out {
+            Out::Text(text) => sink.send(Message::text(text)).await,
+            Out::Event(p) => sink.send(Message::Text(p.json(script, &shared.converters))).await,
+            Out::Fail(code, message) => {
+                shared.metrics.error(code);
+                let _ = sink.send(Message::text(ErrorMessage::new(code, &message).to_json())).await;
+                let frame = CloseFrame { code: CloseCode::from(code.close_code()), reason: Utf8Bytes::from(truncate(&message)) };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            Out::Close(code, reason) => {
+                let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
+                break;
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+}
+
+/// What the engine has shown so far, in its own segment ids.
+#[derive(Default)]
+struct Shown {
+    last_final: u64,
+    partial: Option<CaptionEvent>,
+}
+
+/// Everything the engine thread owns.
+struct Job {
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    start: Start,
+    continuation: Continuation,
+    input: std_mpsc::Receiver<Input>,
+    out: mpsc::UnboundedSender<Out>,
+    model: Arc<crate::asr::WhisperModel>,
+}
+
+impl Job {
+    fn run(self) {
+        let mut transcribe = self.shared.config.transcribe.clone();
+        if let Some(language) = &self.start.language {
+            transcribe.language = Some(language.clone());
+        }
+        let opts = StreamOptions { transcribe, step_ms: self.shared.config.step_ms, ..Default::default() };
+        let mut engine = match StreamingTranscriber::new(Arc::clone(&self.model), self.start.sample_rate, self.start.channels, opts) {
+            Ok(e) => e,
+            Err(e) => {
+                let code = match e {
+                    Error::UnknownLanguage { .. } | Error::LanguageNotInModel { .. } => ErrorCode::BadStart,
+                    _ => ErrorCode::Internal,
+                };
+                let _ = self.out.send(Out::Fail(code, e.to_string()));
+                self.session.end_ingest(self.continuation.time_offset_ms);
+                return;
+            }
+        };
+        let limits = &self.shared.config.limits;
+        let ready = serde_json::json!({
+            "type": "ready",
+            "session": self.session.id,
+            "sample_rate": self.start.sample_rate,
+            "channels": self.start.channels,
+            "format": self.start.format,
+            "language": engine.plan().language,
+            "speaker": self.start.speaker,
+            "next_segment": self.continuation.segment_offset + 1,
+            "limits": {
+                "max_frame_bytes": limits.max_frame_bytes,
+                "max_messages_per_sec": limits.max_messages_per_sec,
+                "max_realtime_factor": limits.max_realtime_factor,
+                "max_session_secs": limits.max_session_secs,
+                "idle_secs": limits.idle_secs,
+            },
+        });
+        let _ = self.out.send(Out::Text(ready.to_string()));
+        self.shared.log(format_args!("session {}: ingest started ({} Hz, {} ch)", self.session.id, self.start.sample_rate, self.start.channels));
+
+        let mut arrivals = VecDeque::new();
+        let mut shown = Shown::default();
+        let mut failed = false;
+        let mut finishing = false;
+        while !finishing && !failed {
+            let Ok(first) = self.input.recv() else { break };
+            let mut audio = Vec::new();
+            for item in std::iter::once(first).chain(std::iter::from_fn(|| self.input.try_recv().ok())) {
+                match item {
+                    Input::Audio { samples, end_ms, at } => {
+                        audio.extend_from_slice(&samples);
+                        arrivals.push_back((end_ms, at));
+                    }
+                    Input::Finish => finishing = true,
+                }
+            }
+            if audio.is_empty() {
+                continue;
+            }
+            let events = {
+                let _permit = self.shared.pool.acquire();
+                engine.push(&audio)
+            };
+            failed = !self.emit(events, &mut arrivals, &mut shown);
+        }
+        if !failed {
+            let events = {
+                let _permit = self.shared.pool.acquire();
+                engine.finish()
+            };
+            let events = events.map(|mut events| {
+                // Nothing lost: a partial still showing when the stream ends becomes
+                // a final, even where the engine's last decode found nothing to commit.
+                if let Some(CaptionEvent::Partial { segment, text, start_ms, end_ms, lag_ms, .. }) = shown.partial.take() {
+                    let committed = events.iter().any(|e| e.is_final() && e.segment() >= segment);
+                    if segment > shown.last_final && !committed && !text.trim().is_empty() {
+                        let emitted_ms = engine.stats().pushed_ms;
+                        events.push(CaptionEvent::Final { segment, text, start_ms, end_ms, emitted_ms, lag_ms });
+                    }
+                }
+                events
+            });
+            self.emit(events, &mut arrivals, &mut shown);
+        }
+        self.session.end_ingest(self.continuation.time_offset_ms + engine.stats().pushed_ms);
+        self.shared.log(format_args!(
+            "session {}: ingest ended after {:.1} s of audio",
+            self.session.id,
+            engine.stats().pushed_ms as f64 / 1000.0
+        ));
+    }
+
+    /// Publish events; false (after telling the client) if the engine failed.
+    fn emit(&self, events: crate::Result<Vec<CaptionEvent>>, arrivals: &mut VecDeque<(u64, Instant)>, shown: &mut Shown) -> bool {
+        let events = match events {
+            Ok(e) => e,
+            Err(e) => {
+                self.shared.log(format_args!("session {}: decoding failed: {e}", self.session.id));
+                let _ = self.out.send(Out::Fail(ErrorCode::Internal, format!("decoding failed: {e}")));
+                return false;
+            }
+        };
+        let metrics = &self.shared.metrics;
+        for mut event in events {
+            let (_, local_end) = event.span();
+            if event.is_final() {
+                shown.last_final = event.segment();
+                shown.partial = None;
+            } else {
+                shown.partial = Some(event.clone());
+            }
+            if event.is_final() {
+                // Final latency: from the arrival of the audio that ends the utterance.
+                while arrivals.len() > 1 && arrivals[0].0 < local_end {
+                    arrivals.pop_front();
+                }
+                if let Some((_, at)) = arrivals.front() {
+                    metrics.final_latency.observe_ms(at.elapsed().as_millis() as u64);
+                }
+                metrics.finals.fetch_add(1, Relaxed);
+            } else {
+                metrics.partials.fetch_add(1, Relaxed);
+            }
+            let c = self.continuation;
+            match &mut event {
+                CaptionEvent::Partial { segment, start_ms, end_ms, emitted_ms, lag_ms, .. }
+                | CaptionEvent::Final { segment, start_ms, end_ms, emitted_ms, lag_ms, .. } => {
+                    *segment += c.segment_offset;
+                    *start_ms += c.time_offset_ms;
+                    *end_ms += c.time_offset_ms;
+                    *emitted_ms += c.time_offset_ms;
+                    metrics.decode_lag.observe_ms(*lag_ms);
+                }
+            }
+            let (published, journaled) = self.session.publish(event);
+            if let Err(e) = journaled {
+                self.shared.log(format_args!("session {}: journal: {e}", self.session.id));
+                let _ = self.out.send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
+            }
+            let _ = self.out.send(Out::Event(published));
+        }
+        true
+    }
+}

@@ -1,0 +1,134 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::protocol::ErrorCode;
+
+/// Bucket bounds of the latency histograms, in seconds.
+const BUCKETS: [f64; 10] = [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0];
+
+/// A histogram of seconds with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+}
+
+impl Histogram {
+    /// Record one observation, in ms.
+    pub fn observe_ms(&self, ms: u64) {
+        let s = ms as f64 / 1000.0;
+        if let Some(i) = BUCKETS.iter().position(|&b| s <= b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ms.fetch_add(ms, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ms.load(Relaxed) as f64 / 1000.0);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// The server's counters. All are lock-free; reading them never blocks a session.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Ingest sessions decoding now.
+    pub sessions: AtomicU64,
+    /// Ingest sessions accepted since start.
+    pub sessions_total: AtomicU64,
+    /// Viewers connected now.
+    pub viewers: AtomicU64,
+    /// Audio received, in ms.
+    pub audio_ms: AtomicU64,
+    /// Finals emitted.
+    pub finals: AtomicU64,
+    /// Partials emitted.
+    pub partials: AtomicU64,
+    /// Times a viewer fell behind the broadcast and skipped partials.
+    pub viewer_lagged: AtomicU64,
+    /// Wall time from the end of an utterance's audio reaching the server to its final.
+    pub final_latency: Histogram,
+    /// How far decoding was behind its schedule (the engine's `lag_ms`).
+    pub decode_lag: Histogram,
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Metrics {
+    /// Count an error sent to a client.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors[code.ordinal()].fetch_add(1, Relaxed);
+    }
+
+    /// Everything, as Prometheus text.
+    pub fn render(&self, ready: bool) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        gauge(&mut out, "cantocap_ready", "1 once the model is loaded.", "gauge", u8::from(ready).to_string());
+        gauge(&mut out, "cantocap_sessions", "Ingest sessions active now.", "gauge", self.sessions.load(Relaxed).to_string());
+        gauge(&mut out, "cantocap_sessions_total", "Ingest sessions accepted.", "counter", self.sessions_total.load(Relaxed).to_string());
+        gauge(&mut out, "cantocap_viewers", "Caption viewers connected now.", "gauge", self.viewers.load(Relaxed).to_string());
+        gauge(
+            &mut out,
+            "cantocap_audio_seconds_total",
+            "Audio received from ingest clients.",
+            "counter",
+            (self.audio_ms.load(Relaxed) as f64 / 1000.0).to_string(),
+        );
+        gauge(&mut out, "cantocap_finals_total", "Final caption events.", "counter", self.finals.load(Relaxed).to_string());
+        gauge(&mut out, "cantocap_partials_total", "Partial caption events.", "counter", self.partials.load(Relaxed).to_string());
+        gauge(
+            &mut out,
+            "cantocap_viewer_lagged_total",
+            "Times a viewer fell behind and skipped stale partials.",
+            "counter",
+            self.viewer_lagged.load(Relaxed).to_string(),
+        );
+        self.final_latency.render(
+            &mut out,
+            "cantocap_final_latency_seconds",
+            "Wall time from the end of an utterance's audio reaching the server to its final.",
+        );
+        self.decode_lag.render(&mut out, "cantocap_decode_lag_seconds", "How far decoding was behind schedule per event.");
+        let _ = writeln!(
+            out,
+            "# HELP cantocap_errors_total Errors sent to clients, by code.\n# TYPE cantocap_errors_total counter"
+        );
+        for code in ErrorCode::ALL {
+            let _ = writeln!(out, "cantocap_errors_total{{kind=\"{}\"}} {}", code.name(), self.errors[code.ordinal()].load(Relaxed));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.final_latency.observe_ms(700);
+        m.final_latency.observe_ms(30_000);
+        m.error(ErrorCode::TooFast);
+        let text = m.render(true);
+        assert!(text.contains("cantocap_final_latency_seconds_bucket{le=\"1\"} 1\n"), "{text}");
+        assert!(text.contains("cantocap_final_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("cantocap_final_latency_seconds_sum 30.7\n"));
+        assert!(text.contains("cantocap_errors_total{kind=\"too_fast\"} 1\n"));
+        assert!(text.contains("cantocap_ready 1\n"));
+    }
+}

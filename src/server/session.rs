@@ -1,0 +1,287 @@
+//! A session: the finals so far, the journal, and the broadcast viewers listen to.
+//!
+//! Events are published once per session into a `tokio::sync::broadcast`; each is an
+//! [`Published`] that converts itself to a script the first time some viewer asks for
+//! that script, so an event is converted once per script in use, not once per
+//! viewer, and the JSON is shared by reference among all viewers of that script.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::journal::{self, Journal};
+use crate::asr::CaptionEvent;
+use crate::text::{Script, ScriptConverter};
+use crate::Result;
+
+/// One converter per script, made once per server.
+pub(crate) struct Converters([ScriptConverter; 4]);
+
+impl Converters {
+    pub(crate) fn new() -> Result<Self> {
+        let [a, b, c, d] = Script::ALL;
+        Ok(Self([ScriptConverter::new(a)?, ScriptConverter::new(b)?, ScriptConverter::new(c)?, ScriptConverter::new(d)?]))
+    }
+
+    pub(crate) fn get(&self, script: Script) -> &ScriptConverter {
+        &self.0[script_index(script)]
+    }
+}
+
+fn script_index(script: Script) -> usize {
+    Script::ALL.iter().position(|&s| s == script).unwrap_or(3)
+}
+
+/// A caption event as published: the raw event, and its JSON per script, made on
+/// first use.
+pub(crate) struct Published {
+    pub(crate) event: CaptionEvent,
+    json: [OnceLock<Utf8Bytes>; 4],
+}
+
+impl Published {
+    pub(crate) fn new(event: CaptionEvent) -> Arc<Self> {
+        Arc::new(Self { event, json: Default::default() })
+    }
+
+    /// The event as JSON text in `script` (converted at most once per script).
+    pub(crate) fn json(&self, script: Script, converters: &Converters) -> Utf8Bytes {
+        self.json[script_index(script)]
+            .get_or_init(|| {
+                let mut event = self.event.clone();
+                *event.text_mut() = converters.get(script).convert(self.event.text());
+                Utf8Bytes::from(serde_json::to_string(&event).unwrap_or_default())
+            })
+            .clone()
+    }
+
+    pub(crate) fn segment(&self) -> u64 {
+        self.event.segment()
+    }
+
+    /// (segment, revision); finals count as revision `u32::MAX`.
+    pub(crate) fn version(&self) -> (u64, u32) {
+        match &self.event {
+            CaptionEvent::Partial { segment, revision, .. } => (*segment, *revision),
+            CaptionEvent::Final { segment, .. } => (*segment, u32::MAX),
+        }
+    }
+}
+
+struct State {
+    finals: Vec<Arc<Published>>,
+    journal: Option<Journal>,
+    ingesting: bool,
+    /// Stream time where the next ingest connection's audio starts.
+    time_offset_ms: u64,
+}
+
+/// Where the next ingest connection of a session continues.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Continuation {
+    /// Added to the new engine's segment ids (the last id so far).
+    pub(crate) segment_offset: u64,
+    /// Added to the new engine's times.
+    pub(crate) time_offset_ms: u64,
+}
+
+/// A caption session.
+pub(crate) struct Session {
+    pub(crate) id: String,
+    tx: broadcast::Sender<Arc<Published>>,
+    state: Mutex<State>,
+    pub(crate) viewers: std::sync::atomic::AtomicUsize,
+}
+
+impl Session {
+    fn new(id: &str, finals: Vec<CaptionEvent>, capacity: usize) -> Self {
+        let time_offset_ms = finals.iter().map(|f| f.span().1).max().unwrap_or(0);
+        Self {
+            id: id.to_string(),
+            tx: broadcast::channel(capacity.max(1)).0,
+            state: Mutex::new(State {
+                finals: finals.into_iter().map(Published::new).collect(),
+                journal: None,
+                ingesting: false,
+                time_offset_ms,
+            }),
+            viewers: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claim the session for an ingest connection; `None` if one already feeds it.
+    pub(crate) fn begin_ingest(&self, data_dir: Option<&Path>) -> Result<Option<Continuation>> {
+        let mut state = self.lock();
+        if state.ingesting {
+            return Ok(None);
+        }
+        if let (Some(dir), None) = (data_dir, &state.journal) {
+            state.journal = Some(Journal::open(dir, &self.id)?);
+        }
+        state.ingesting = true;
+        let segment_offset = state.finals.last().map_or(0, |f| f.segment());
+        Ok(Some(Continuation { segment_offset, time_offset_ms: state.time_offset_ms }))
+    }
+
+    /// The ingest connection ended after `end_ms` of stream time.
+    pub(crate) fn end_ingest(&self, end_ms: u64) {
+        let mut state = self.lock();
+        state.ingesting = false;
+        state.time_offset_ms = state.time_offset_ms.max(end_ms);
+        if let Some(journal) = &state.journal {
+            let _ = journal.sync();
+        }
+    }
+
+    /// Journal (finals) and broadcast an event. The broadcast happens even if the
+    /// journal fails, whose error is returned.
+    pub(crate) fn publish(&self, event: CaptionEvent) -> (Arc<Published>, Result<()>) {
+        let published = Published::new(event);
+        let mut state = self.lock();
+        let mut result = Ok(());
+        if published.event.is_final() {
+            if let Some(journal) = &mut state.journal {
+                result = journal.append(&published.event);
+            }
+            state.finals.push(Arc::clone(&published));
+        }
+        // Under the lock, so a viewer subscribing sees each final exactly once:
+        // either in its backlog or on its receiver.
+        let _ = self.tx.send(Arc::clone(&published));
+        drop(state);
+        (published, result)
+    }
+
+    /// A receiver for new events, and the latest `backlog` finals.
+    pub(crate) fn subscribe(&self, backlog: usize) -> (broadcast::Receiver<Arc<Published>>, Vec<Arc<Published>>) {
+        let state = self.lock();
+        let rx = self.tx.subscribe();
+        let from = state.finals.len().saturating_sub(backlog);
+        (rx, state.finals[from..].to_vec())
+    }
+
+    /// Finals with segment ids above `segment` (for a viewer that lagged).
+    pub(crate) fn finals_after(&self, segment: u64) -> Vec<Arc<Published>> {
+        let state = self.lock();
+        let from = state.finals.partition_point(|f| f.segment() <= segment);
+        state.finals[from..].to_vec()
+    }
+
+    /// Every final so far.
+    pub(crate) fn finals(&self) -> Vec<CaptionEvent> {
+        self.lock().finals.iter().map(|f| f.event.clone()).collect()
+    }
+}
+
+/// All sessions of the server: live ones, ended ones, and ones found in the journal
+/// folder on first use.
+pub(crate) struct Registry {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    capacity: usize,
+}
+
+impl Registry {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { sessions: Mutex::new(HashMap::new()), capacity }
+    }
+
+    /// The session, loaded from its journal if there is one; with `create`, a new
+    /// empty one otherwise.
+    pub(crate) fn get(&self, id: &str, data_dir: Option<&Path>, create: bool) -> Result<Option<Arc<Session>>> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sessions.get(id) {
+            return Ok(Some(Arc::clone(s)));
+        }
+        let journal_path = data_dir.map(|d| journal::path_for(d, id)).filter(|p| p.is_file());
+        let finals = match &journal_path {
+            Some(path) => journal::read(path)?,
+            None if create => Vec::new(),
+            None => return Ok(None),
+        };
+        let session = Arc::new(Session::new(id, finals, self.capacity));
+        sessions.insert(id.to_string(), Arc::clone(&session));
+        Ok(Some(session))
+    }
+}
+
+/// A counting semaphore for decode slots, for plain threads.
+pub(crate) struct ComputePool {
+    free: Mutex<usize>,
+    available: Condvar,
+}
+
+/// A held decode slot; released on drop.
+pub(crate) struct Permit<'a>(&'a ComputePool);
+
+impl ComputePool {
+    pub(crate) fn new(slots: usize) -> Self {
+        Self { free: Mutex::new(slots.max(1)), available: Condvar::new() }
+    }
+
+    pub(crate) fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.available.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.available.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn final_(segment: u64, text: &str) -> CaptionEvent {
+        CaptionEvent::Final { segment, text: text.into(), start_ms: 0, end_ms: 10, emitted_ms: 0, lag_ms: 0 }
+    }
+
+    #[test]
+    fn events_are_converted_once_per_script() {
+        let converters = Converters::new().unwrap();
+        let p = Published::new(final_(1, "我们发布了软件"));
+        let hk = p.json(Script::Hk, &converters);
+        assert!(hk.as_str().contains("我們發佈了軟件"), "{}", hk.as_str());
+        assert!(p.json(Script::Cn, &converters).as_str().contains("我们发布了软件"));
+        // The second viewer of a script gets the very same bytes (no conversion).
+        let again = p.json(Script::Hk, &converters);
+        assert_eq!(hk.as_str().as_ptr(), again.as_str().as_ptr());
+    }
+
+    #[test]
+    fn backlog_and_lag_recovery_never_repeat_or_miss_finals() {
+        let s = Session::new("s", vec![final_(1, "a"), final_(2, "b")], 4);
+        let (mut rx, backlog) = s.subscribe(1);
+        assert_eq!(backlog.iter().map(|f| f.segment()).collect::<Vec<_>>(), [2]);
+        for i in 3..=10 {
+            s.publish(final_(i, "x")).1.unwrap();
+        }
+        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
+        let resent: Vec<_> = s.finals_after(2).iter().map(|f| f.segment()).collect();
+        assert_eq!(resent, (3..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_ingest_at_a_time_and_continuation() {
+        let s = Session::new("s", vec![final_(7, "a")], 4);
+        let c = s.begin_ingest(None).unwrap().unwrap();
+        assert_eq!((c.segment_offset, c.time_offset_ms), (7, 10));
+        assert!(s.begin_ingest(None).unwrap().is_none());
+        s.end_ingest(5000);
+        assert_eq!(s.begin_ingest(None).unwrap().unwrap().time_offset_ms, 5000);
+    }
+}
