@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-demo}
 
-packages=(build-essential cmake pkg-config espeak-ng sox python3-pip git)
+packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,13 +31,16 @@ models/fetch-test-model.sh
 
 case "$mode" in
   demo)
-    sample=target/sample.wav
-    # Whisper base, the test model, has no Cantonese: the sample is Mandarin, shown
-    # in Hong Kong script. Import a Cantonese model for Cantonese (models/README.md).
-    espeak-ng -v cmn -s 140 -w target/sample-22k.wav "我们今天下午三点开会，讨论新产品的发布时间。请大家准时参加。"
-    sox target/sample-22k.wav -r 16000 "$sample"
-    echo "Captioning $sample with models/ggml-base.bin (SRT, Hong Kong script):"
-    target/release/cantocap transcribe "$sample" --script hk
+    # Whisper base, the test model, cannot transcribe Cantonese, and espeak-ng's
+    # synthetic voices are hard for it: the samples are English, then Mandarin shown
+    # in Hong Kong script. For Cantonese, import a Cantonese model (models/README.md).
+    espeak-ng -v en -s 150 -w target/sample-en.wav \
+      "Good morning. The meeting about the new product launch starts at three o'clock."
+    echo "== target/sample-en.wav, captioned by models/ggml-base.bin (SRT):"
+    target/release/cantocap transcribe target/sample-en.wav --language en
+    espeak-ng -v cmn-latn-pinyin -s 130 -w target/sample-zh.wav "我们今天下午开会，讨论这个问题。"
+    echo "== target/sample-zh.wav (synthetic Mandarin), Hong Kong script:"
+    target/release/cantocap transcribe target/sample-zh.wav --language zh --script hk
     ;;
   test)
     cargo test --release -- --test-threads=2

@@ -48,9 +48,8 @@ fn conversion(c: &mut Criterion) {
 }
 
 fn caption_layout(c: &mut Criterion) {
-    let segments: Vec<Segment> = (0..100)
-        .map(|i| Segment::new(i * 4000, i * 4000 + 3500, SAMPLE))
-        .collect();
+    let segments: Vec<Segment> =
+        (0..100).map(|i| Segment::new(i * 4000, i * 4000 + 3500, SAMPLE)).collect();
     let opts = LayoutOptions::default();
     c.bench_function("layout_100_segments", |b| b.iter(|| layout(black_box(&segments), &opts)));
 }

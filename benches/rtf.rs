@@ -72,11 +72,8 @@ fn main() {
     for name in ["ggml-base.bin", "ggml-base-q8_0.bin", "ggml-tiny.en.bin"] {
         let model = WhisperModel::load(model(name)).unwrap();
         for threads in [1, 2] {
-            let opts = TranscribeOptions {
-                language: Some("en".into()),
-                threads,
-                ..Default::default()
-            };
+            let opts =
+                TranscribeOptions { language: Some("en".into()), threads, ..Default::default() };
             let started = Instant::now();
             let segments = model.transcribe(&samples, &opts).unwrap();
             let compute = started.elapsed().as_secs_f64();

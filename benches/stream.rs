@@ -16,7 +16,9 @@ use std::process::Command;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use cantocap::asr::{CaptionEvent, StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel};
+use cantocap::asr::{
+    CaptionEvent, StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel,
+};
 
 const SENTENCES: &[&str] = &[
     "Good morning everyone, and welcome to the weekly project meeting.",
@@ -36,7 +38,11 @@ fn clip(dir: &Path, seconds: usize) -> (Vec<f32>, Vec<u64>, String) {
     while audio.len() < seconds * 16_000 {
         let s = SENTENCES[i % SENTENCES.len()];
         let wav = dir.join(format!("s{i}.wav"));
-        let ok = Command::new("espeak-ng").args(["-v", "en", "-s", "150", "-w"]).arg(&wav).arg(s).status();
+        let ok = Command::new("espeak-ng")
+            .args(["-v", "en", "-s", "150", "-w"])
+            .arg(&wav)
+            .arg(s)
+            .status();
         assert!(ok.expect("espeak-ng is needed").success());
         audio.extend(cantocap::audio::read_wav(&wav).unwrap().to_whisper_input().unwrap());
         ends.push(audio.len() as u64 / 16);
@@ -97,7 +103,8 @@ fn main() {
         let path = root.join("models").join(name);
         assert!(path.is_file(), "{} missing: run models/fetch-test-model.sh", path.display());
         let model = Arc::new(WhisperModel::load(&path).unwrap());
-        let transcribe = TranscribeOptions { language: Some("en".into()), threads, ..Default::default() };
+        let transcribe =
+            TranscribeOptions { language: Some("en".into()), threads, ..Default::default() };
 
         let started = Instant::now();
         let offline = model.transcribe(&audio, &transcribe).unwrap();
@@ -133,11 +140,15 @@ fn main() {
         drop(tx);
         let (events, stats) = worker.join().unwrap();
 
-        let finals: Vec<&(u64, CaptionEvent)> = events.iter().filter(|(_, e)| e.is_final()).collect();
+        let finals: Vec<&(u64, CaptionEvent)> =
+            events.iter().filter(|(_, e)| e.is_final()).collect();
         let mut final_latency: Vec<u64> = ends
             .iter()
             .filter_map(|&end| {
-                finals.iter().find(|(_, e)| e.span().1 + 300 >= end).map(|(wall, _)| wall.saturating_sub(end))
+                finals
+                    .iter()
+                    .find(|(_, e)| e.span().1 + 300 >= end)
+                    .map(|(wall, _)| wall.saturating_sub(end))
             })
             .collect();
         let mut partial_latency: Vec<u64> = events
@@ -145,7 +156,8 @@ fn main() {
             .filter(|(_, e)| !e.is_final())
             .map(|(wall, e)| wall.saturating_sub(e.span().1))
             .collect();
-        let (mut changed, mut partials, mut last): (usize, usize, Option<(u64, String)>) = (0, 0, None);
+        let (mut changed, mut partials, mut last): (usize, usize, Option<(u64, String)>) =
+            (0, 0, None);
         for (_, e) in &events {
             if let CaptionEvent::Partial { segment, text, .. } = e {
                 let chars: Vec<char> = text.chars().collect();

@@ -21,7 +21,8 @@ async fn main() -> Result<(), Error> {
     let usage = "usage: stream_wav WS_URL FILE.wav [--token T] [--frame-ms MS] [--speed X] [--script S] [--language L]";
     let url = args.next().ok_or(usage)?;
     let path = args.next().ok_or(usage)?;
-    let (mut token, mut frame_ms, mut speed, mut script, mut language) = (None, 40u64, 1.0f64, None, None);
+    let (mut token, mut frame_ms, mut speed, mut script, mut language) =
+        (None, 40u64, 1.0f64, None, None);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(usage)?;
         match flag.as_str() {
@@ -60,7 +61,9 @@ async fn main() -> Result<(), Error> {
                 Ok(Message::Text(text)) => {
                     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                     match v["type"].as_str() {
-                        Some("final") => println!("[{}] {}", v["segment"], v["text"].as_str().unwrap_or("")),
+                        Some("final") => {
+                            println!("[{}] {}", v["segment"], v["text"].as_str().unwrap_or(""))
+                        }
                         Some("partial") => eprintln!("  … {}", v["text"].as_str().unwrap_or("")),
                         _ => eprintln!("{text}"),
                     }
@@ -85,8 +88,10 @@ async fn main() -> Result<(), Error> {
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let bytes: Vec<u8> =
-            chunk.iter().flat_map(|&x| ((x.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()).collect();
+        let bytes: Vec<u8> = chunk
+            .iter()
+            .flat_map(|&x| ((x.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
+            .collect();
         if sink.send(Message::binary(bytes)).await.is_err() {
             break; // the server closed; the printer says why
         }

@@ -40,7 +40,9 @@ pub enum Error {
     EmptyAudio,
 
     /// A sample is NaN or infinite; the producer of the audio is broken.
-    #[error("sample {index} is not a finite number ({value}); audio must be finite floats in -1..1")]
+    #[error(
+        "sample {index} is not a finite number ({value}); audio must be finite floats in -1..1"
+    )]
     NonFiniteSample {
         /// Position of the first bad sample (interleaved index).
         index: usize,
@@ -96,7 +98,9 @@ pub enum Error {
     Whisper(String),
 
     /// A language code Whisper does not know.
-    #[error("unknown language {code:?}: use a Whisper language code such as yue, zh or en, or auto")]
+    #[error(
+        "unknown language {code:?}: use a Whisper language code such as yue, zh or en, or auto"
+    )]
     UnknownLanguage {
         /// The code given.
         code: String,

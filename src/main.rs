@@ -62,6 +62,9 @@ moment. Ctrl-C stops and flushes.")]
     Serve(cli::serve::ServeArgs),
     /// List audio input devices and their sample rates.
     Devices,
+    /// Redact personal data (HKID, phone, email, card and bank account numbers) from
+    /// text on stdin.
+    Redact(cli::redact::RedactArgs),
     /// Manage Whisper models (import CTranslate2 / faster-whisper folders, inspect).
     #[command(subcommand)]
     Model(ModelCommand),
@@ -194,13 +197,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Transcribe(args) => transcribe(args),
-        Command::Model(ModelCommand::Import { dir, output, quantize }) => import(&dir, &output, quantize),
+        Command::Model(ModelCommand::Import { dir, output, quantize }) => {
+            import(&dir, &output, quantize)
+        }
         Command::Model(ModelCommand::Info { path }) => info(path),
         Command::Convert { script } => convert(script),
         Command::Live(args) => live(args),
         Command::Devices => devices(),
         #[cfg(feature = "server")]
         Command::Serve(args) => cli::serve::run(args),
+        Command::Redact(args) => cli::redact::run(args),
     }
 }
 
@@ -261,7 +267,9 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     let bar = progress_bar(audio.duration_ms());
     let segments = {
         let bar = bar.clone();
-        model.transcribe_with_progress(&samples, &opts, move |pct| bar.set_position(pct.clamp(0, 100) as u64))?
+        model.transcribe_with_progress(&samples, &opts, move |pct| {
+            bar.set_position(pct.clamp(0, 100) as u64)
+        })?
     };
     bar.finish_and_clear();
     let audio_s = audio.duration_ms() as f64 / 1000.0;
@@ -274,7 +282,11 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
             s
         })
         .collect();
-    let layout = LayoutOptions { max_lines: args.max_lines.max(1), line_width: args.line_width.max(4.0), ..Default::default() };
+    let layout = LayoutOptions {
+        max_lines: args.max_lines.max(1),
+        line_width: args.line_width.max(4.0),
+        ..Default::default()
+    };
     let captions = caption::layout(&segments, &layout);
 
     match &args.output {
@@ -308,9 +320,11 @@ fn progress_bar(audio_ms: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(100);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} transcribing [{bar:30}] {pos}% ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} transcribing [{bar:30}] {pos}% ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
@@ -368,7 +382,11 @@ fn info(path: Option<PathBuf>) -> Result<()> {
     let plan = cantocap::asr::plan_language(None, None, caps)?;
     println!("model:        {}", path.display());
     println!("size:         {}", header.size_name());
-    println!("vocabulary:   {} tokens ({})", header.n_vocab, if caps.multilingual { "multilingual" } else { "English-only" });
+    println!(
+        "vocabulary:   {} tokens ({})",
+        header.n_vocab,
+        if caps.multilingual { "multilingual" } else { "English-only" }
+    );
     println!("mel bins:     {}", header.n_mels);
     println!("layers:       {} encoder, {} decoder", header.n_audio_layer, header.n_text_layer);
     println!("weights:      {}", header.ftype_name());

@@ -163,7 +163,8 @@ pub fn trim_repetition(text: &str) -> String {
     // next unit's worth of text.
     let rest: Vec<(usize, char)> =
         text[end..].char_indices().filter(|(_, c)| !c.is_whitespace()).take(period).collect();
-    let ends_sentence = text[..end].chars().rev().find(|c| !c.is_whitespace()).is_some_and(is_sentence_punct);
+    let ends_sentence =
+        text[..end].chars().rev().find(|c| !c.is_whitespace()).is_some_and(is_sentence_punct);
     if !ends_sentence {
         if let Some(&(i, c)) = rest.iter().find(|(_, c)| is_sentence_punct(*c)) {
             end += i + c.len_utf8();
@@ -220,7 +221,10 @@ mod tests {
     #[test]
     fn loops_are_found_and_trimmed() {
         assert_eq!(trim_repetition("係係係係係係係係係係"), "係");
-        assert_eq!(trim_repetition("我話，我哋去，我哋去，我哋去，我哋去，我哋去"), "我話，我哋去，");
+        assert_eq!(
+            trim_repetition("我話，我哋去，我哋去，我哋去，我哋去，我哋去"),
+            "我話，我哋去，"
+        );
         assert_eq!(trim_repetition("go go go go go go go"), "go");
         let sentence = "Good morning everyone and welcome to the meeting. ";
         let looped = format!("Hello. {}", sentence.repeat(5));
@@ -231,7 +235,8 @@ mod tests {
 
     #[test]
     fn ordinary_repetition_is_kept() {
-        for line in ["好好食", "佢哋哋", "係咪係咪呀", "hello hello", "一二三四五六七八九十"] {
+        for line in ["好好食", "佢哋哋", "係咪係咪呀", "hello hello", "一二三四五六七八九十"]
+        {
             assert_eq!(repetition(line), None, "{line}");
             assert_eq!(trim_repetition(line), line);
         }

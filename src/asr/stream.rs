@@ -38,7 +38,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::language::LanguagePlan;
-use super::whisper::{join_units, keep, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel};
+use super::whisper::{
+    join_units, keep, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel,
+};
 use crate::audio::{EnergyVad, StreamResampler, VadOptions, WHISPER_SAMPLE_RATE};
 use crate::Result;
 
@@ -334,6 +336,10 @@ impl StreamingTranscriber {
         let units = self.decode()?;
 
         if finish || endpoint {
+            // The last decode may come back empty (a guard dropped it, Whisper gave
+            // up on a short tail): the partial on screen is then the best we have,
+            // and a partial is never left unfinalised.
+            let units = if units.is_empty() { std::mem::take(&mut self.previous) } else { units };
             self.commit(&units, units.len(), &mut events, lag_ms);
             self.previous.clear();
             // Everything up to the end of speech is done.
@@ -416,7 +422,9 @@ impl StreamingTranscriber {
                 u
             })
             // Committed audio is still in the buffer: skip what it decodes to.
-            .filter(|u| u.start_ms + 100 > self.committed_end_ms || self.committed_in_buffer.is_empty())
+            .filter(|u| {
+                u.start_ms + 100 > self.committed_end_ms || self.committed_in_buffer.is_empty()
+            })
             .collect();
         self.drop_overlap(&mut units);
         Ok(units)
@@ -545,7 +553,8 @@ fn is_sentence_end(unit: &Unit) -> bool {
 }
 
 fn is_clause_end(unit: &Unit) -> bool {
-    is_sentence_end(unit) || matches!(unit.text.chars().last(), Some('，' | ',' | '、' | '：' | ':'))
+    is_sentence_end(unit)
+        || matches!(unit.text.chars().last(), Some('，' | ',' | '、' | '：' | ':'))
 }
 
 /// How many of the agreed units to commit now: through the last sentence end; or
@@ -555,7 +564,8 @@ fn commit_point(agreed: &[Unit], buffer_end_ms: u64, commit_after_ms: u64) -> us
     if let Some(i) = agreed.iter().rposition(is_sentence_end) {
         return i + 1;
     }
-    let old = agreed.first().is_some_and(|u| buffer_end_ms.saturating_sub(u.start_ms) >= commit_after_ms);
+    let old =
+        agreed.first().is_some_and(|u| buffer_end_ms.saturating_sub(u.start_ms) >= commit_after_ms);
     if !old {
         return 0;
     }
@@ -613,7 +623,13 @@ mod tests {
 
     #[test]
     fn forced_cuts_use_the_widest_gap_and_keep_the_tail() {
-        let units = [u("a", 0, 100), u("b", 150, 200), u("c", 900, 1000), u("d", 1050, 1100), u("e", 9500, 9600)];
+        let units = [
+            u("a", 0, 100),
+            u("b", 150, 200),
+            u("c", 900, 1000),
+            u("d", 1050, 1100),
+            u("e", 9500, 9600),
+        ];
         // The widest gap (d → e) ends before the last 3 s: cut there.
         assert_eq!(forced_cut(&units, 10_000), 4);
         // A unit ending in the last 3 s is never a cut point, however wide its gap.
@@ -625,7 +641,14 @@ mod tests {
 
     #[test]
     fn events_serialise_with_their_type_first() {
-        let e = CaptionEvent::Final { segment: 3, text: "你好".into(), start_ms: 10, end_ms: 20, emitted_ms: 900, lag_ms: 0 };
+        let e = CaptionEvent::Final {
+            segment: 3,
+            text: "你好".into(),
+            start_ms: 10,
+            end_ms: 20,
+            emitted_ms: 900,
+            lag_ms: 0,
+        };
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.starts_with(r#"{"type":"final","segment":3,"text":"你好""#), "{json}");
         let back: CaptionEvent = serde_json::from_str(&json).unwrap();

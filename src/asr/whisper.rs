@@ -74,7 +74,10 @@ pub struct WhisperModel {
 
 impl std::fmt::Debug for WhisperModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WhisperModel").field("path", &self.path).field("header", &self.header).finish()
+        f.debug_struct("WhisperModel")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .finish()
     }
 }
 
@@ -242,7 +245,8 @@ impl WhisperModel {
                 }
             }
             let start_ms = (segment.start_timestamp().max(0) as u64 * 10).min(audio_ms);
-            let end_ms = (segment.end_timestamp().max(0) as u64 * 10).clamp(start_ms, audio_ms.max(start_ms));
+            let end_ms = (segment.end_timestamp().max(0) as u64 * 10)
+                .clamp(start_ms, audio_ms.max(start_ms));
             out.push(Decoded {
                 segment: Segment { start_ms, end_ms, text: text.trim().to_string() },
                 no_speech_prob: segment.no_speech_probability(),
@@ -260,7 +264,8 @@ impl WhisperModel {
 pub fn keep(mut decoded: Decoded, opts: &TranscribeOptions, prompt: &str) -> Option<Decoded> {
     let no_speech = decoded.no_speech_prob;
     if no_speech > opts.no_speech_threshold
-        || (decoded.avg_logprob < opts.logprob_threshold && no_speech > opts.no_speech_threshold / 2.0)
+        || (decoded.avg_logprob < opts.logprob_threshold
+            && no_speech > opts.no_speech_threshold / 2.0)
     {
         return None;
     }

@@ -33,12 +33,7 @@ pub struct VadOptions {
 
 impl Default for VadOptions {
     fn default() -> Self {
-        Self {
-            min_speech_dbfs: -50.0,
-            margin_db: 9.0,
-            max_flatness: 0.45,
-            hangover_ms: 200,
-        }
+        Self { min_speech_dbfs: -50.0, margin_db: 9.0, max_flatness: 0.45, hangover_ms: 200 }
     }
 }
 

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use cantocap::asr::{CaptionEvent, StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel};
+use cantocap::asr::{
+    CaptionEvent, StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel,
+};
 #[cfg(feature = "mic")]
 use cantocap::audio::StreamResampler;
 use cantocap::audio::WHISPER_SAMPLE_RATE;
@@ -82,10 +84,16 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
 
     let mut sinks = Sinks::open(&cfg)?;
     let model = Arc::new(WhisperModel::load(&cfg.model)?);
-    let opts = StreamOptions { transcribe: cfg.transcribe.clone(), step_ms: cfg.step_ms, ..Default::default() };
+    let opts = StreamOptions {
+        transcribe: cfg.transcribe.clone(),
+        step_ms: cfg.step_ms,
+        ..Default::default()
+    };
     let mut engine = StreamingTranscriber::new(Arc::clone(&model), WHISPER_SAMPLE_RATE, 1, opts)?;
     if engine.plan().cantonese_via_zh {
-        eprintln!("note: the model has no Cantonese (yue) token; decoding as zh with a Cantonese prompt");
+        eprintln!(
+            "note: the model has no Cantonese (yue) token; decoding as zh with a Cantonese prompt"
+        );
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -98,24 +106,26 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
     let merge = !matches!((&source, cfg.speed), (Source::File(_), Speed::Max));
     let started = Instant::now();
     let live_clock = merge;
-    let worker = std::thread::Builder::new().name("asr".into()).spawn(move || -> Result<(StreamingTranscriber, Sinks)> {
-        while let Ok(mut chunk) = rx.recv() {
-            if merge {
-                // Catch up: everything that arrived while decoding goes in one push.
-                while let Ok(more) = rx.try_recv() {
-                    chunk.extend(more);
+    let worker = std::thread::Builder::new().name("asr".into()).spawn(
+        move || -> Result<(StreamingTranscriber, Sinks)> {
+            while let Ok(mut chunk) = rx.recv() {
+                if merge {
+                    // Catch up: everything that arrived while decoding goes in one push.
+                    while let Ok(more) = rx.try_recv() {
+                        chunk.extend(more);
+                    }
+                }
+                for event in engine.push(&chunk)? {
+                    sinks.emit(event, live_clock.then(|| started.elapsed()))?;
                 }
             }
-            for event in engine.push(&chunk)? {
+            for event in engine.finish()? {
                 sinks.emit(event, live_clock.then(|| started.elapsed()))?;
             }
-        }
-        for event in engine.finish()? {
-            sinks.emit(event, live_clock.then(|| started.elapsed()))?;
-        }
-        sinks.finish()?;
-        Ok((engine, sinks))
-    })?;
+            sinks.finish()?;
+            Ok((engine, sinks))
+        },
+    )?;
 
     match source {
         Source::File(samples) => {
@@ -137,7 +147,12 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
         }
         #[cfg(feature = "mic")]
         Source::Mic(mut mic) => {
-            eprintln!("listening on {} ({} Hz, {} ch); Ctrl-C to stop", mic.name(), mic.sample_rate(), mic.channels());
+            eprintln!(
+                "listening on {} ({} Hz, {} ch); Ctrl-C to stop",
+                mic.name(),
+                mic.sample_rate(),
+                mic.channels()
+            );
             let mut resampler = StreamResampler::new(mic.sample_rate(), mic.channels())?;
             let mut raw = Vec::with_capacity(mic.sample_rate() as usize);
             while !stop.load(Ordering::SeqCst) {
@@ -156,12 +171,16 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
             resampler.flush(&mut out)?;
             let _ = tx.send(out);
             if mic.dropped_samples() > 0 {
-                eprintln!("warning: {} samples were dropped: decoding could not keep up", mic.dropped_samples());
+                eprintln!(
+                    "warning: {} samples were dropped: decoding could not keep up",
+                    mic.dropped_samples()
+                );
             }
         }
     }
     drop(tx);
-    let (engine, _sinks) = worker.join().map_err(|_| anyhow::anyhow!("the ASR worker crashed"))??;
+    let (engine, _sinks) =
+        worker.join().map_err(|_| anyhow::anyhow!("the ASR worker crashed"))??;
     let stats = engine.stats();
     if io::stderr().is_terminal() {
         eprintln!(
@@ -192,7 +211,8 @@ impl Sinks {
         let mut files = Vec::new();
         for (path, format) in [(&cfg.srt, CaptionFormat::Srt), (&cfg.vtt, CaptionFormat::Vtt)] {
             if let Some(path) = path {
-                let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+                let file = File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
                 files.push(caption::writer_for(format, BufWriter::new(file)));
             }
         }

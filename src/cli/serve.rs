@@ -76,7 +76,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let mut transcribe = TranscribeOptions { language: args.language, ..Default::default() };
     if let Some(threads) = args.threads {
         transcribe.threads = threads.max(1);
-        config.limits.decode_slots = std::thread::available_parallelism().map_or(2, |n| n.get()).div_ceil(transcribe.threads).max(1);
+        config.limits.decode_slots = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .div_ceil(transcribe.threads)
+            .max(1);
     }
     config.transcribe = transcribe;
     if let Some(path) = &args.config {
@@ -102,7 +105,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     config.check()?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start tokio")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
         eprintln!("cantocap serve: listening on http://{}", server.local_addr());

@@ -161,7 +161,7 @@ impl GgmlType {
     /// Bytes taken by `n` values, or `None` if `n` is not a whole number of blocks.
     pub fn bytes_for(self, n: usize) -> Option<u64> {
         let (per_block, block_bytes) = self.block();
-        (n % per_block == 0).then(|| (n / per_block) as u64 * block_bytes as u64)
+        n.is_multiple_of(per_block).then(|| (n / per_block) as u64 * block_bytes as u64)
     }
 }
 
@@ -421,7 +421,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Exactly ggml's `quantize_row_q8_0_ref`: per block `d = max|x| / 127` stored as f16,
 /// `q = round(x / d)` with `d` still in f32.
 pub fn quantize_q8_0(values: &[f32], out: &mut Vec<u8>) {
-    assert!(values.len() % QK8_0 == 0, "q8_0 needs whole blocks of 32");
+    assert!(values.len().is_multiple_of(QK8_0), "q8_0 needs whole blocks of 32");
     out.reserve(values.len() / QK8_0 * Q8_0_BLOCK_BYTES);
     for block in values.chunks_exact(QK8_0) {
         let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -446,7 +446,7 @@ fn encode(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> io::Result<()> {
         GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::F16 => out.extend(values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes())),
         GgmlType::Q8_0 => {
-            if values.len() % QK8_0 != 0 {
+            if !values.len().is_multiple_of(QK8_0) {
                 return Err(invalid(format!(
                     "q8_0 data must come in whole blocks of {QK8_0} values, got {}",
                     values.len()
@@ -532,7 +532,7 @@ impl<W: Write> GgmlWriter<W> {
         if ne.is_empty() || ne.len() > 4 {
             return Err(invalid(format!("tensor {name} has {} dimensions", ne.len())));
         }
-        if ty == GgmlType::Q8_0 && ne[0] % QK8_0 != 0 {
+        if ty == GgmlType::Q8_0 && !ne[0].is_multiple_of(QK8_0) {
             return Err(invalid(format!(
                 "tensor {name}: rows of {} values cannot be q8_0 blocks of {QK8_0}",
                 ne[0]

@@ -49,7 +49,11 @@ pub enum Denied {
 }
 
 /// Who a request is, once authorised: the token's name, or `anonymous`.
-pub fn authorize<'a>(tokens: &'a [TokenEntry], presented: Option<&str>, role: Role) -> Result<&'a str, Denied> {
+pub fn authorize<'a>(
+    tokens: &'a [TokenEntry],
+    presented: Option<&str>,
+    role: Role,
+) -> Result<&'a str, Denied> {
     if tokens.is_empty() {
         return Ok("anonymous");
     }
@@ -66,7 +70,10 @@ pub fn authorize<'a>(tokens: &'a [TokenEntry], presented: Option<&str>, role: Ro
 }
 
 /// The token of a request: the `Authorization: Bearer` header, else `?token=`.
-pub fn presented_token<'a>(authorization: Option<&'a str>, query_token: Option<&'a str>) -> Option<&'a str> {
+pub fn presented_token<'a>(
+    authorization: Option<&'a str>,
+    query_token: Option<&'a str>,
+) -> Option<&'a str> {
     authorization
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(str::trim)
@@ -81,7 +88,8 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
         return true;
     }
     host.is_some_and(|host| {
-        origin.eq_ignore_ascii_case(&format!("http://{host}")) || origin.eq_ignore_ascii_case(&format!("https://{host}"))
+        origin.eq_ignore_ascii_case(&format!("http://{host}"))
+            || origin.eq_ignore_ascii_case(&format!("https://{host}"))
     })
 }
 
@@ -98,8 +106,16 @@ mod tests {
 
     fn tokens() -> Vec<TokenEntry> {
         vec![
-            TokenEntry { name: "gw".into(), token: "ingest-secret".into(), roles: vec![Role::Ingest] },
-            TokenEntry { name: "ops".into(), token: "admin-secret".into(), roles: vec![Role::Admin] },
+            TokenEntry {
+                name: "gw".into(),
+                token: "ingest-secret".into(),
+                roles: vec![Role::Ingest],
+            },
+            TokenEntry {
+                name: "ops".into(),
+                token: "admin-secret".into(),
+                roles: vec![Role::Admin],
+            },
         ]
     }
 
@@ -107,7 +123,10 @@ mod tests {
     fn roles_are_enforced() {
         let t = tokens();
         assert_eq!(authorize(&t, Some("ingest-secret"), Role::Ingest), Ok("gw"));
-        assert!(matches!(authorize(&t, Some("ingest-secret"), Role::View), Err(Denied::Forbidden(_))));
+        assert!(matches!(
+            authorize(&t, Some("ingest-secret"), Role::View),
+            Err(Denied::Forbidden(_))
+        ));
         assert_eq!(authorize(&t, Some("admin-secret"), Role::View), Ok("ops"));
         assert_eq!(authorize(&t, Some("nope"), Role::View), Err(Denied::Unauthorized));
         assert_eq!(authorize(&t, None, Role::View), Err(Denied::Unauthorized));

@@ -157,8 +157,11 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Read and check a config file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        Self::parse(&text).map_err(|reason| Error::ServerConfig { reason: format!("{}: {reason}", path.display()) })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|reason| Error::ServerConfig {
+            reason: format!("{}: {reason}", path.display()),
+        })
     }
 
     /// Parse and check config text.
@@ -198,12 +201,14 @@ impl ServerConfig {
                 ),
             });
         }
-        if self.limits.max_sessions == 0 || self.limits.max_frame_bytes < 64 || self.limits.broadcast_capacity == 0 {
+        if self.limits.max_sessions == 0
+            || self.limits.max_frame_bytes < 64
+            || self.limits.broadcast_capacity == 0
+        {
             return Err(Error::ServerConfig { reason: "limits: max_sessions, broadcast_capacity must be above 0 and max_frame_bytes at least 64".into() });
         }
         Ok(())
     }
-
 }
 
 #[cfg(test)]
@@ -230,7 +235,9 @@ max_sessions = 3
         assert_eq!(limits.max_sessions, 3);
         assert_eq!(limits.idle_secs, Limits::default().idle_secs);
         assert!(ConfigFile::parse("[[tokens]]\ntoken = \"short\"\nroles = [\"view\"]").is_err());
-        assert!(ConfigFile::parse("[[tokens]]\ntoken = \"0123456789\"\nroles = [\"root\"]").is_err());
+        assert!(
+            ConfigFile::parse("[[tokens]]\ntoken = \"0123456789\"\nroles = [\"root\"]").is_err()
+        );
         assert!(ConfigFile::parse("bogus = 1").is_err());
     }
 

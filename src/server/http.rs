@@ -17,6 +17,7 @@ const MAX_HEAD: usize = 16 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct Request {
     pub(crate) method: String,
+    /// As sent (still percent-encoded); decode it segment by segment.
     pub(crate) path: String,
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
@@ -37,14 +38,20 @@ impl Request {
 }
 
 /// Read a request head; also returns bytes read past it.
-pub(crate) async fn read_request(stream: &mut TcpStream, timeout: Duration) -> io::Result<(Request, Vec<u8>)> {
+pub(crate) async fn read_request(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> io::Result<(Request, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     let end = tokio::time::timeout(timeout, async {
         let mut chunk = [0u8; 1024];
         loop {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a request"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before a request",
+                ));
             }
             buf.extend_from_slice(&chunk[..n]);
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -57,8 +64,10 @@ pub(crate) async fn read_request(stream: &mut TcpStream, timeout: Duration) -> i
     })
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request in time"))??;
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request head is not UTF-8"))?;
-    let request = parse_head(head).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed request"))?;
+    let head = std::str::from_utf8(&buf[..end])
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request head is not UTF-8"))?;
+    let request = parse_head(head)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed request"))?;
     Ok((request, buf[end..].to_vec()))
 }
 
@@ -81,7 +90,7 @@ fn parse_head(head: &str) -> Option<Request> {
         .filter(|l| !l.is_empty())
         .map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
         .collect::<Option<Vec<_>>>()?;
-    Some(Request { method, path: percent_decode(path), query, headers })
+    Some(Request { method, path: path.to_string(), query, headers })
 }
 
 /// Decode `%XX` escapes and `+` (as a space in queries).
@@ -92,7 +101,10 @@ pub(crate) fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 3;
@@ -157,7 +169,13 @@ pub(crate) async fn upgrade(
     let key = request.header("sec-websocket-key");
     let version_ok = request.header("sec-websocket-version") == Some("13");
     let Some(key) = key.filter(|_| version_ok && request.method == "GET") else {
-        respond(stream, 400, "application/json", &json_error("bad_request", "not a WebSocket version 13 upgrade")).await;
+        respond(
+            stream,
+            400,
+            "application/json",
+            &json_error("bad_request", "not a WebSocket version 13 upgrade"),
+        )
+        .await;
         return None;
     };
     let head = format!(
@@ -165,7 +183,9 @@ pub(crate) async fn upgrade(
         derive_accept_key(key.as_bytes())
     );
     stream.write_all(head.as_bytes()).await.ok()?;
-    let config = WebSocketConfig::default().max_message_size(Some(max_message)).max_frame_size(Some(max_message));
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
     Some(WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await)
 }
 
@@ -176,7 +196,7 @@ mod tests {
     #[test]
     fn parses_a_request_head() {
         let r = parse_head("GET /v1/captions/a%20b?script=hk&token=x%2By+z HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\n\r\n").unwrap();
-        assert_eq!(r.path, "/v1/captions/a b");
+        assert_eq!(r.path, "/v1/captions/a%20b");
         assert_eq!(r.query("script"), Some("hk"));
         assert_eq!(r.query("token"), Some("x+y z"));
         assert_eq!(r.header("host"), Some("h"));

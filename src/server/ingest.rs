@@ -71,33 +71,48 @@ impl Drop for Slot {
 pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
     let limits = shared.config.limits.clone();
     if *shared.shutdown.borrow() {
-        return refuse(&mut ws, &shared, ErrorCode::ShuttingDown, "the server is shutting down").await;
+        return refuse(&mut ws, &shared, ErrorCode::ShuttingDown, "the server is shutting down")
+            .await;
     }
     let Some(model) = shared.model.get().cloned() else {
-        return refuse(&mut ws, &shared, ErrorCode::NotReady, "the model is still loading; try again shortly").await;
+        return refuse(
+            &mut ws,
+            &shared,
+            ErrorCode::NotReady,
+            "the model is still loading; try again shortly",
+        )
+        .await;
     };
     if shared.active_ingests.fetch_add(1, Relaxed) >= limits.max_sessions {
         shared.active_ingests.fetch_sub(1, Relaxed);
-        let msg = format!("the server already has {} ingest sessions; try again later", limits.max_sessions);
+        let msg = format!(
+            "the server already has {} ingest sessions; try again later",
+            limits.max_sessions
+        );
         return refuse(&mut ws, &shared, ErrorCode::TooManySessions, &msg).await;
     }
     shared.metrics.sessions.fetch_add(1, Relaxed);
     let slot = Slot(Arc::clone(&shared));
 
     // The start message.
-    let start = match tokio::time::timeout(Duration::from_secs(limits.start_secs.max(1)), ws.next()).await {
+    let start = match tokio::time::timeout(Duration::from_secs(limits.start_secs.max(1)), ws.next())
+        .await
+    {
         Err(_) => Err((ErrorCode::BadStart, "no start message in time".to_string())),
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text) {
-            Ok(ClientMessage::Start(start)) => {
-                protocol::check_start(&start).map(|()| start).map_err(|m| (ErrorCode::UnsupportedAudio, m))
-            }
+            Ok(ClientMessage::Start(start)) => protocol::check_start(&start)
+                .map(|()| start)
+                .map_err(|m| (ErrorCode::UnsupportedAudio, m)),
             Ok(ClientMessage::Stop) => Err((ErrorCode::BadStart, "stop before start".to_string())),
             Err(e) => Err(bad_start(&text, &e)),
         },
-        Ok(Some(Ok(Message::Binary(_)))) => {
-            Err((ErrorCode::BadStart, "audio before the start message; send {\"type\":\"start\",…} first".to_string()))
+        Ok(Some(Ok(Message::Binary(_)))) => Err((
+            ErrorCode::BadStart,
+            "audio before the start message; send {\"type\":\"start\",…} first".to_string(),
+        )),
+        Ok(Some(Ok(_))) => {
+            Err((ErrorCode::BadStart, "the first message must be a start message".to_string()))
         }
-        Ok(Some(Ok(_))) => Err((ErrorCode::BadStart, "the first message must be a start message".to_string())),
         Ok(Some(Err(_)) | None) => return,
     };
     let start = match start {
@@ -117,7 +132,13 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
         }
         Err(e) => {
             shared.log(format_args!("session {id}: {e}"));
-            return refuse(&mut ws, &shared, ErrorCode::Internal, "the session journal cannot be opened").await;
+            return refuse(
+                &mut ws,
+                &shared,
+                ErrorCode::Internal,
+                "the session journal cannot be opened",
+            )
+            .await;
         }
     };
     let (session, continuation) = session;
@@ -125,18 +146,32 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
 
     let (sink, mut stream) = ws.split();
     let (out, out_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(sink, out_rx, start.script.unwrap_or(Script::Raw), Arc::clone(&shared)));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        start.script.unwrap_or(Script::Raw),
+        Arc::clone(&shared),
+    ));
     let (input, input_rx) = std_mpsc::channel();
     let (done_tx, done_rx) = oneshot::channel();
     {
-        let job = Job { shared: Arc::clone(&shared), session, start: start.clone(), continuation, input: input_rx, out: out.clone(), model };
+        let job = Job {
+            shared: Arc::clone(&shared),
+            session,
+            start: start.clone(),
+            continuation,
+            input: input_rx,
+            out: out.clone(),
+            model,
+        };
         let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
             job.run();
             drop(slot);
             let _ = done_tx.send(());
         });
         if spawned.is_err() {
-            let _ = out.send(Out::Fail(ErrorCode::Internal, "cannot start a decoding thread".into()));
+            let _ =
+                out.send(Out::Fail(ErrorCode::Internal, "cannot start a decoding thread".into()));
             return;
         }
     }
@@ -158,7 +193,10 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
     drop(out);
     // Let the client's close frame arrive (completing the closing handshake).
     if end != End::Dropped {
-        let _ = tokio::time::timeout(Duration::from_secs(5), async { while stream.next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while stream.next().await.is_some() {}
+        })
+        .await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
@@ -168,9 +206,10 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
 fn bad_start(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
     let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     match value["format"].as_str() {
-        Some(format) if value["type"] == "start" && !matches!(format, "s16le" | "f32le") => {
-            (ErrorCode::UnsupportedAudio, format!("format {format:?} is not supported (supported: s16le, f32le)"))
-        }
+        Some(format) if value["type"] == "start" && !matches!(format, "s16le" | "f32le") => (
+            ErrorCode::UnsupportedAudio,
+            format!("format {format:?} is not supported (supported: s16le, f32le)"),
+        ),
         _ => (ErrorCode::BadStart, format!("the first message must be a start message: {error}")),
     }
 }
@@ -199,10 +238,18 @@ async fn read_loop(
             next = tokio::time::timeout(limits.idle(), stream.next()) => next,
         };
         let message = match next {
-            Err(_) => return fail(ErrorCode::IdleTimeout, format!("nothing received for {} s", limits.idle_secs)),
+            Err(_) => {
+                return fail(
+                    ErrorCode::IdleTimeout,
+                    format!("nothing received for {} s", limits.idle_secs),
+                )
+            }
             Ok(None) => return End::Dropped,
             Ok(Some(Err(tungstenite::Error::Capacity(_)))) => {
-                return fail(ErrorCode::FrameTooBig, format!("a frame is over the limit of {} bytes", limits.max_frame_bytes))
+                return fail(
+                    ErrorCode::FrameTooBig,
+                    format!("a frame is over the limit of {} bytes", limits.max_frame_bytes),
+                )
             }
             Ok(Some(Err(_))) => return End::Dropped,
             Ok(Some(Ok(m))) => m,
@@ -213,14 +260,21 @@ async fn read_loop(
         }
         window.1 += 1;
         if window.1 > limits.max_messages_per_sec {
-            return fail(ErrorCode::RateLimited, format!("more than {} messages per second", limits.max_messages_per_sec));
+            return fail(
+                ErrorCode::RateLimited,
+                format!("more than {} messages per second", limits.max_messages_per_sec),
+            );
         }
         match message {
             Message::Binary(bytes) => {
                 if bytes.len() > limits.max_frame_bytes {
                     return fail(
                         ErrorCode::FrameTooBig,
-                        format!("a frame of {} bytes is over the limit of {} bytes", bytes.len(), limits.max_frame_bytes),
+                        format!(
+                            "a frame of {} bytes is over the limit of {} bytes",
+                            bytes.len(),
+                            limits.max_frame_bytes
+                        ),
                     );
                 }
                 if bytes.len() % frame_bytes != 0 {
@@ -241,11 +295,15 @@ async fn read_loop(
                 frames += (bytes.len() / frame_bytes) as u64;
                 let end_ms = frames * 1000 / u64::from(start.sample_rate);
                 shared.metrics.audio_ms.fetch_add(end_ms - before_ms, Relaxed);
-                let allowed = started.elapsed().as_millis() as f64 * limits.max_realtime_factor + limits.burst_ms as f64;
+                let allowed = started.elapsed().as_millis() as f64 * limits.max_realtime_factor
+                    + limits.burst_ms as f64;
                 if end_ms as f64 > allowed {
                     return fail(
                         ErrorCode::TooFast,
-                        format!("audio arrives faster than {}x real time; send it at its own pace", limits.max_realtime_factor),
+                        format!(
+                            "audio arrives faster than {}x real time; send it at its own pace",
+                            limits.max_realtime_factor
+                        ),
                     );
                 }
                 if end_ms > limits.max_session_secs * 1000 {
@@ -274,7 +332,12 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::UnboundedReceiver<Out>, script: Script, shared: Arc<Shared>) {
+async fn write_loop(
+    mut sink: SplitSink<Ws, Message>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    script: Script,
+    shared: Arc<Shared>,
+) {
     while let Some(out) = rx.recv().await {
         let sent = match out {
             Out::Text(text) => sink.send(Message::text(text)).await,
@@ -282,12 +345,20 @@ async fn write_loop(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::UnboundedRec
             Out::Fail(code, message) => {
                 shared.metrics.error(code);
                 let _ = sink.send(Message::text(ErrorMessage::new(code, &message).to_json())).await;
-                let frame = CloseFrame { code: CloseCode::from(code.close_code()), reason: Utf8Bytes::from(truncate(&message)) };
+                let frame = CloseFrame {
+                    code: CloseCode::from(code.close_code()),
+                    reason: Utf8Bytes::from(truncate(&message)),
+                };
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 break;
             }
             Out::Close(code, reason) => {
-                let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    })))
+                    .await;
                 break;
             }
         };
@@ -321,12 +392,20 @@ impl Job {
         if let Some(language) = &self.start.language {
             transcribe.language = Some(language.clone());
         }
-        let opts = StreamOptions { transcribe, step_ms: self.shared.config.step_ms, ..Default::default() };
-        let mut engine = match StreamingTranscriber::new(Arc::clone(&self.model), self.start.sample_rate, self.start.channels, opts) {
+        let opts =
+            StreamOptions { transcribe, step_ms: self.shared.config.step_ms, ..Default::default() };
+        let mut engine = match StreamingTranscriber::new(
+            Arc::clone(&self.model),
+            self.start.sample_rate,
+            self.start.channels,
+            opts,
+        ) {
             Ok(e) => e,
             Err(e) => {
                 let code = match e {
-                    Error::UnknownLanguage { .. } | Error::LanguageNotInModel { .. } => ErrorCode::BadStart,
+                    Error::UnknownLanguage { .. } | Error::LanguageNotInModel { .. } => {
+                        ErrorCode::BadStart
+                    }
                     _ => ErrorCode::Internal,
                 };
                 let _ = self.out.send(Out::Fail(code, e.to_string()));
@@ -353,7 +432,10 @@ impl Job {
             },
         });
         let _ = self.out.send(Out::Text(ready.to_string()));
-        self.shared.log(format_args!("session {}: ingest started ({} Hz, {} ch)", self.session.id, self.start.sample_rate, self.start.channels));
+        self.shared.log(format_args!(
+            "session {}: ingest started ({} Hz, {} ch)",
+            self.session.id, self.start.sample_rate, self.start.channels
+        ));
 
         let mut arrivals = VecDeque::new();
         let mut shown = Shown::default();
@@ -362,7 +444,9 @@ impl Job {
         while !finishing && !failed {
             let Ok(first) = self.input.recv() else { break };
             let mut audio = Vec::new();
-            for item in std::iter::once(first).chain(std::iter::from_fn(|| self.input.try_recv().ok())) {
+            for item in
+                std::iter::once(first).chain(std::iter::from_fn(|| self.input.try_recv().ok()))
+            {
                 match item {
                     Input::Audio { samples, end_ms, at } => {
                         audio.extend_from_slice(&samples);
@@ -388,11 +472,21 @@ impl Job {
             let events = events.map(|mut events| {
                 // Nothing lost: a partial still showing when the stream ends becomes
                 // a final, even where the engine's last decode found nothing to commit.
-                if let Some(CaptionEvent::Partial { segment, text, start_ms, end_ms, lag_ms, .. }) = shown.partial.take() {
+                if let Some(CaptionEvent::Partial {
+                    segment, text, start_ms, end_ms, lag_ms, ..
+                }) = shown.partial.take()
+                {
                     let committed = events.iter().any(|e| e.is_final() && e.segment() >= segment);
                     if segment > shown.last_final && !committed && !text.trim().is_empty() {
                         let emitted_ms = engine.stats().pushed_ms;
-                        events.push(CaptionEvent::Final { segment, text, start_ms, end_ms, emitted_ms, lag_ms });
+                        events.push(CaptionEvent::Final {
+                            segment,
+                            text,
+                            start_ms,
+                            end_ms,
+                            emitted_ms,
+                            lag_ms,
+                        });
                     }
                 }
                 events
@@ -408,12 +502,18 @@ impl Job {
     }
 
     /// Publish events; false (after telling the client) if the engine failed.
-    fn emit(&self, events: crate::Result<Vec<CaptionEvent>>, arrivals: &mut VecDeque<(u64, Instant)>, shown: &mut Shown) -> bool {
+    fn emit(
+        &self,
+        events: crate::Result<Vec<CaptionEvent>>,
+        arrivals: &mut VecDeque<(u64, Instant)>,
+        shown: &mut Shown,
+    ) -> bool {
         let events = match events {
             Ok(e) => e,
             Err(e) => {
                 self.shared.log(format_args!("session {}: decoding failed: {e}", self.session.id));
-                let _ = self.out.send(Out::Fail(ErrorCode::Internal, format!("decoding failed: {e}")));
+                let _ =
+                    self.out.send(Out::Fail(ErrorCode::Internal, format!("decoding failed: {e}")));
                 return false;
             }
         };
@@ -452,7 +552,9 @@ impl Job {
             let (published, journaled) = self.session.publish(event);
             if let Err(e) = journaled {
                 self.shared.log(format_args!("session {}: journal: {e}", self.session.id));
-                let _ = self.out.send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
+                let _ = self
+                    .out
+                    .send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
             }
             let _ = self.out.send(Out::Event(published));
         }

@@ -36,7 +36,8 @@ pub fn read(path: &Path) -> Result<Vec<CaptionEvent>> {
     let mut finals = Vec::new();
     for line in BufReader::new(file).lines() {
         let line = line.map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        if let Ok(event @ CaptionEvent::Final { .. }) = serde_json::from_str::<CaptionEvent>(&line) {
+        if let Ok(event @ CaptionEvent::Final { .. }) = serde_json::from_str::<CaptionEvent>(&line)
+        {
             finals.push(event);
         }
     }
@@ -48,8 +49,10 @@ impl Journal {
     pub fn open(dir: &Path, session: &str) -> Result<Self> {
         let path = path_for(dir, session);
         let io = |source| Error::Io { path: path.clone(), source };
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let mut file =
+            OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
         // A torn last line (no newline) must not swallow the next final.
         let len = file.metadata().map_err(io)?.len();
         if len > 0 {
@@ -67,7 +70,9 @@ impl Journal {
     pub fn append(&mut self, event: &CaptionEvent) -> Result<()> {
         let mut line = serde_json::to_vec(event).map_err(|e| Error::Write(e.into()))?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.file
+            .write_all(&line)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
         self.file.flush().map_err(|source| Error::Io { path: self.path.clone(), source })
     }
 
@@ -82,7 +87,14 @@ mod tests {
     use super::*;
 
     fn final_(segment: u64, text: &str) -> CaptionEvent {
-        CaptionEvent::Final { segment, text: text.into(), start_ms: segment * 1000, end_ms: segment * 1000 + 500, emitted_ms: 0, lag_ms: 0 }
+        CaptionEvent::Final {
+            segment,
+            text: text.into(),
+            start_ms: segment * 1000,
+            end_ms: segment * 1000 + 500,
+            emitted_ms: 0,
+            lag_ms: 0,
+        }
     }
 
     #[test]

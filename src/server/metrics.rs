@@ -77,10 +77,34 @@ impl Metrics {
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
-        gauge(&mut out, "cantocap_ready", "1 once the model is loaded.", "gauge", u8::from(ready).to_string());
-        gauge(&mut out, "cantocap_sessions", "Ingest sessions active now.", "gauge", self.sessions.load(Relaxed).to_string());
-        gauge(&mut out, "cantocap_sessions_total", "Ingest sessions accepted.", "counter", self.sessions_total.load(Relaxed).to_string());
-        gauge(&mut out, "cantocap_viewers", "Caption viewers connected now.", "gauge", self.viewers.load(Relaxed).to_string());
+        gauge(
+            &mut out,
+            "cantocap_ready",
+            "1 once the model is loaded.",
+            "gauge",
+            u8::from(ready).to_string(),
+        );
+        gauge(
+            &mut out,
+            "cantocap_sessions",
+            "Ingest sessions active now.",
+            "gauge",
+            self.sessions.load(Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "cantocap_sessions_total",
+            "Ingest sessions accepted.",
+            "counter",
+            self.sessions_total.load(Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "cantocap_viewers",
+            "Caption viewers connected now.",
+            "gauge",
+            self.viewers.load(Relaxed).to_string(),
+        );
         gauge(
             &mut out,
             "cantocap_audio_seconds_total",
@@ -88,8 +112,20 @@ impl Metrics {
             "counter",
             (self.audio_ms.load(Relaxed) as f64 / 1000.0).to_string(),
         );
-        gauge(&mut out, "cantocap_finals_total", "Final caption events.", "counter", self.finals.load(Relaxed).to_string());
-        gauge(&mut out, "cantocap_partials_total", "Partial caption events.", "counter", self.partials.load(Relaxed).to_string());
+        gauge(
+            &mut out,
+            "cantocap_finals_total",
+            "Final caption events.",
+            "counter",
+            self.finals.load(Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "cantocap_partials_total",
+            "Partial caption events.",
+            "counter",
+            self.partials.load(Relaxed).to_string(),
+        );
         gauge(
             &mut out,
             "cantocap_viewer_lagged_total",
@@ -102,13 +138,22 @@ impl Metrics {
             "cantocap_final_latency_seconds",
             "Wall time from the end of an utterance's audio reaching the server to its final.",
         );
-        self.decode_lag.render(&mut out, "cantocap_decode_lag_seconds", "How far decoding was behind schedule per event.");
+        self.decode_lag.render(
+            &mut out,
+            "cantocap_decode_lag_seconds",
+            "How far decoding was behind schedule per event.",
+        );
         let _ = writeln!(
             out,
             "# HELP cantocap_errors_total Errors sent to clients, by code.\n# TYPE cantocap_errors_total counter"
         );
         for code in ErrorCode::ALL {
-            let _ = writeln!(out, "cantocap_errors_total{{kind=\"{}\"}} {}", code.name(), self.errors[code.ordinal()].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "cantocap_errors_total{{kind=\"{}\"}} {}",
+                code.name(),
+                self.errors[code.ordinal()].load(Relaxed)
+            );
         }
         out
     }

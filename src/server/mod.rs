@@ -127,11 +127,12 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server> {
         config.check()?;
         if let Some(dir) = &config.data_dir {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| Error::Io { path: dir.clone(), source })?;
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| Error::ServerConfig { reason: format!("cannot listen on {}: {e}", config.listen) })?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| Error::ServerConfig {
+            reason: format!("cannot listen on {}: {e}", config.listen),
+        })?;
         let addr = listener.local_addr().map_err(Error::Write)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (viewers_off_tx, viewers_off_rx) = watch::channel(false);
@@ -164,7 +165,15 @@ impl Server {
         }
         let (task_tx, tasks) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), task_tx));
-        Ok(Server { addr, shared, shutdown: Arc::new(shutdown_tx), viewers_off: viewers_off_tx, load: load_rx, accept, tasks })
+        Ok(Server {
+            addr,
+            shared,
+            shutdown: Arc::new(shutdown_tx),
+            viewers_off: viewers_off_tx,
+            load: load_rx,
+            accept,
+            tasks,
+        })
     }
 
     /// The address it listens on (with the real port when bound to port 0).
@@ -175,7 +184,11 @@ impl Server {
     /// Wait until the model is loaded; an error if it could not be.
     pub async fn ready(&self) -> Result<()> {
         let mut load = self.load.clone();
-        let state = load.wait_for(|l| *l != Load::Loading).await.map(|l| l.clone()).unwrap_or(Load::Loading);
+        let state = load
+            .wait_for(|l| *l != Load::Loading)
+            .await
+            .map(|l| l.clone())
+            .unwrap_or(Load::Loading);
         match state {
             Load::Ready => Ok(()),
             Load::Failed(reason) => Err(Error::ServerConfig { reason }),
@@ -206,7 +219,8 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.viewers_off.send(true);
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(2));
+        let remaining =
+            deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(2));
         let _ = tokio::time::timeout(remaining, self.tasks.recv()).await;
         self.shared.log(format_args!("stopped"));
     }
@@ -243,42 +257,76 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: mpsc::Se
 
 async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    let Ok((request, leftover)) = http::read_request(&mut stream, Duration::from_secs(10)).await else {
+    let Ok((request, leftover)) = http::read_request(&mut stream, Duration::from_secs(10)).await
+    else {
         return http::respond(stream, 400, "text/plain", b"bad request\n").await;
     };
     if request.method != "GET" {
         return http::respond(stream, 405, "text/plain", b"only GET\n").await;
     }
     let config = &shared.config;
-    let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+    // Split before decoding, so an escaped slash stays inside its segment.
+    let decoded: Vec<String> =
+        request.path.trim_start_matches('/').split('/').map(http::percent_decode).collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let needs = match parts.as_slice() {
         ["livez"] | ["readyz"] => None,
         ["metrics"] => Some(Role::Admin),
         ["v1", "ingest", _] => Some(Role::Ingest),
         [""] | ["v1", "captions", _] | ["v1", "sessions", _, "transcript"] => Some(Role::View),
-        _ => return http::respond(stream, 404, "application/json", &http::json_error("not_found", "no such endpoint")).await,
+        _ => {
+            return http::respond(
+                stream,
+                404,
+                "application/json",
+                &http::json_error("not_found", "no such endpoint"),
+            )
+            .await
+        }
     };
     let who = match needs {
         None => "anonymous",
         Some(role) => {
-            let token = auth::presented_token(request.header("authorization"), request.query("token"));
+            let token =
+                auth::presented_token(request.header("authorization"), request.query("token"));
             match auth::authorize(&config.tokens, token, role) {
                 Ok(who) => who,
                 Err(Denied::Unauthorized) => {
                     shared.log(format_args!("{peer}: {} refused: no valid token", request.path));
-                    let body = http::json_error("unauthorized", "a valid bearer token is needed (Authorization: Bearer or ?token=)");
+                    let body = http::json_error(
+                        "unauthorized",
+                        "a valid bearer token is needed (Authorization: Bearer or ?token=)",
+                    );
                     return http::respond(stream, 401, "application/json", &body).await;
                 }
                 Err(Denied::Forbidden(why)) => {
                     shared.log(format_args!("{peer}: {} refused: {why}", request.path));
-                    return http::respond(stream, 403, "application/json", &http::json_error("forbidden", why)).await;
+                    return http::respond(
+                        stream,
+                        403,
+                        "application/json",
+                        &http::json_error("forbidden", why),
+                    )
+                    .await;
                 }
             }
         }
     };
-    if request.is_websocket() && !auth::origin_allowed(request.header("origin"), request.header("host"), &config.allowed_origins) {
+    if request.is_websocket()
+        && !auth::origin_allowed(
+            request.header("origin"),
+            request.header("host"),
+            &config.allowed_origins,
+        )
+    {
         shared.log(format_args!("{peer}: {} refused: origin not allowed", request.path));
-        return http::respond(stream, 403, "application/json", &http::json_error("forbidden", "this Origin is not allowed")).await;
+        return http::respond(
+            stream,
+            403,
+            "application/json",
+            &http::json_error("forbidden", "this Origin is not allowed"),
+        )
+        .await;
     }
     let ready = shared.model.get().is_some();
     match parts.as_slice() {
@@ -286,21 +334,42 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         ["readyz"] if ready => http::respond(stream, 200, "text/plain", b"ready\n").await,
         ["readyz"] => http::respond(stream, 503, "text/plain", b"loading the model\n").await,
         ["metrics"] => {
-            http::respond(stream, 200, "text/plain; version=0.0.4", shared.metrics.render(ready).as_bytes()).await;
+            http::respond(
+                stream,
+                200,
+                "text/plain; version=0.0.4",
+                shared.metrics.render(ready).as_bytes(),
+            )
+            .await;
         }
         [""] => http::respond(stream, 200, "text/html; charset=utf-8", OVERLAY.as_bytes()).await,
         ["v1", "sessions", id, "transcript"] => transcript(stream, &request, &shared, id).await,
         ["v1", kind @ ("ingest" | "captions"), id] => {
             if !request.is_websocket() {
-                return http::respond(stream, 426, "text/plain", b"this endpoint is a WebSocket\n").await;
+                return http::respond(stream, 426, "text/plain", b"this endpoint is a WebSocket\n")
+                    .await;
             }
             let script = match request.query("script").map(str::parse::<Script>) {
                 None => Script::Hk,
                 Some(Ok(s)) => s,
-                Some(Err(e)) => return http::respond(stream, 400, "application/json", &http::json_error("bad_script", &e.to_string())).await,
+                Some(Err(e)) => {
+                    return http::respond(
+                        stream,
+                        400,
+                        "application/json",
+                        &http::json_error("bad_script", &e.to_string()),
+                    )
+                    .await
+                }
             };
-            let max_message = if *kind == "ingest" { config.limits.max_frame_bytes.saturating_mul(4).max(1 << 16) } else { 1 << 12 };
-            let Some(mut ws) = http::upgrade(stream, &request, leftover, max_message).await else { return };
+            let max_message = if *kind == "ingest" {
+                config.limits.max_frame_bytes.saturating_mul(4).max(1 << 16)
+            } else {
+                1 << 12
+            };
+            let Some(mut ws) = http::upgrade(stream, &request, leftover, max_message).await else {
+                return;
+            };
             let id = id.to_string();
             if !valid_session_id(&id) {
                 let msg = "a session id is 1-64 characters of A-Z a-z 0-9 _ - . (not starting with a dot)";
@@ -311,11 +380,27 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 ingest::run(ws, shared, id).await;
             } else {
                 match shared.sessions.get(&id, config.data_dir.as_deref(), false) {
-                    Ok(Some(session)) => viewers::run(ws, Arc::clone(&shared), session, script).await,
-                    Ok(None) => viewers::refuse(&mut ws, &shared, ErrorCode::UnknownSession, &format!("no session {id}")).await,
+                    Ok(Some(session)) => {
+                        viewers::run(ws, Arc::clone(&shared), session, script).await
+                    }
+                    Ok(None) => {
+                        viewers::refuse(
+                            &mut ws,
+                            &shared,
+                            ErrorCode::UnknownSession,
+                            &format!("no session {id}"),
+                        )
+                        .await
+                    }
                     Err(e) => {
                         shared.log(format_args!("session {id}: {e}"));
-                        viewers::refuse(&mut ws, &shared, ErrorCode::Internal, "the session journal cannot be read").await
+                        viewers::refuse(
+                            &mut ws,
+                            &shared,
+                            ErrorCode::Internal,
+                            "the session journal cannot be read",
+                        )
+                        .await
                     }
                 }
             }
@@ -329,19 +414,39 @@ async fn transcript(stream: TcpStream, request: &http::Request, shared: &Shared,
     let bad = |msg: &str| http::json_error("bad_request", msg);
     let format = match request.query("format").unwrap_or("srt").parse::<CaptionFormat>() {
         Ok(f) => f,
-        Err(e) => return http::respond(stream, 400, "application/json", &bad(&e.to_string())).await,
+        Err(e) => {
+            return http::respond(stream, 400, "application/json", &bad(&e.to_string())).await
+        }
     };
     let script = match request.query("script").unwrap_or("hk").parse::<Script>() {
         Ok(s) => s,
-        Err(e) => return http::respond(stream, 400, "application/json", &bad(&e.to_string())).await,
+        Err(e) => {
+            return http::respond(stream, 400, "application/json", &bad(&e.to_string())).await
+        }
     };
     if !valid_session_id(id) {
         return http::respond(stream, 400, "application/json", &bad("bad session id")).await;
     }
     let session = match shared.sessions.get(id, shared.config.data_dir.as_deref(), false) {
         Ok(Some(s)) => s,
-        Ok(None) => return http::respond(stream, 404, "application/json", &http::json_error("unknown_session", "no such session")).await,
-        Err(_) => return http::respond(stream, 500, "application/json", &http::json_error("internal", "journal unreadable")).await,
+        Ok(None) => {
+            return http::respond(
+                stream,
+                404,
+                "application/json",
+                &http::json_error("unknown_session", "no such session"),
+            )
+            .await
+        }
+        Err(_) => {
+            return http::respond(
+                stream,
+                500,
+                "application/json",
+                &http::json_error("internal", "journal unreadable"),
+            )
+            .await
+        }
     };
     let converter = shared.converters.get(script);
     let segments: Vec<_> = session
@@ -361,7 +466,13 @@ async fn transcript(stream: TcpStream, request: &http::Request, shared: &Shared,
     };
     let body = std::mem::take(&mut *body.0.lock().unwrap_or_else(|e| e.into_inner()));
     if written.is_err() {
-        return http::respond(stream, 500, "application/json", &http::json_error("internal", "cannot write the transcript")).await;
+        return http::respond(
+            stream,
+            500,
+            "application/json",
+            &http::json_error("internal", "cannot write the transcript"),
+        )
+        .await;
     }
     let content_type = match format {
         CaptionFormat::Srt => "application/x-subrip; charset=utf-8",

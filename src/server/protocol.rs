@@ -42,7 +42,9 @@ impl SampleFormat {
     pub fn decode_into(self, bytes: &[u8], out: &mut Vec<f32>) {
         match self {
             Self::S16le => out.extend(
-                bytes.chunks_exact(2).map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
             ),
             Self::F32le => out.extend(bytes.chunks_exact(4).map(|b| {
                 let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -277,22 +279,35 @@ mod tests {
 
     #[test]
     fn start_parses_with_and_without_options() {
-        let m: ClientMessage =
-            serde_json::from_str(r#"{"type":"start","sample_rate":16000,"channels":1,"format":"s16le"}"#).unwrap();
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"start","sample_rate":16000,"channels":1,"format":"s16le"}"#,
+        )
+        .unwrap();
         let ClientMessage::Start(s) = m else { panic!() };
-        assert_eq!((s.sample_rate, s.channels, s.format, s.script), (16000, 1, SampleFormat::S16le, None));
+        assert_eq!(
+            (s.sample_rate, s.channels, s.format, s.script),
+            (16000, 1, SampleFormat::S16le, None)
+        );
         let m: ClientMessage = serde_json::from_str(
             r#"{"type":"start","sample_rate":48000,"channels":2,"format":"f32le","language":"en","speaker":"A","script":"hk"}"#,
         )
         .unwrap();
         assert!(matches!(m, ClientMessage::Start(Start { script: Some(Script::Hk), .. })));
-        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"start","sample_rate":16000}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"start","sample_rate":16000}"#)
+            .is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"stop"}"#).is_ok());
     }
 
     #[test]
     fn start_limits() {
-        let mut s = Start { sample_rate: 7999, channels: 1, format: SampleFormat::S16le, language: None, speaker: None, script: None };
+        let mut s = Start {
+            sample_rate: 7999,
+            channels: 1,
+            format: SampleFormat::S16le,
+            language: None,
+            speaker: None,
+            script: None,
+        };
         assert!(check_start(&s).is_err());
         s.sample_rate = 48_000;
         assert!(check_start(&s).is_ok());

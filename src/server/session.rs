@@ -23,7 +23,12 @@ pub(crate) struct Converters([ScriptConverter; 4]);
 impl Converters {
     pub(crate) fn new() -> Result<Self> {
         let [a, b, c, d] = Script::ALL;
-        Ok(Self([ScriptConverter::new(a)?, ScriptConverter::new(b)?, ScriptConverter::new(c)?, ScriptConverter::new(d)?]))
+        Ok(Self([
+            ScriptConverter::new(a)?,
+            ScriptConverter::new(b)?,
+            ScriptConverter::new(c)?,
+            ScriptConverter::new(d)?,
+        ]))
     }
 
     pub(crate) fn get(&self, script: Script) -> &ScriptConverter {
@@ -160,7 +165,10 @@ impl Session {
     }
 
     /// A receiver for new events, and the latest `backlog` finals.
-    pub(crate) fn subscribe(&self, backlog: usize) -> (broadcast::Receiver<Arc<Published>>, Vec<Arc<Published>>) {
+    pub(crate) fn subscribe(
+        &self,
+        backlog: usize,
+    ) -> (broadcast::Receiver<Arc<Published>>, Vec<Arc<Published>>) {
         let state = self.lock();
         let rx = self.tx.subscribe();
         let from = state.finals.len().saturating_sub(backlog);
@@ -194,7 +202,12 @@ impl Registry {
 
     /// The session, loaded from its journal if there is one; with `create`, a new
     /// empty one otherwise.
-    pub(crate) fn get(&self, id: &str, data_dir: Option<&Path>, create: bool) -> Result<Option<Arc<Session>>> {
+    pub(crate) fn get(
+        &self,
+        id: &str,
+        data_dir: Option<&Path>,
+        create: bool,
+    ) -> Result<Option<Arc<Session>>> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = sessions.get(id) {
             return Ok(Some(Arc::clone(s)));
@@ -247,7 +260,14 @@ mod tests {
     use super::*;
 
     fn final_(segment: u64, text: &str) -> CaptionEvent {
-        CaptionEvent::Final { segment, text: text.into(), start_ms: 0, end_ms: 10, emitted_ms: 0, lag_ms: 0 }
+        CaptionEvent::Final {
+            segment,
+            text: text.into(),
+            start_ms: 0,
+            end_ms: 10,
+            emitted_ms: 0,
+            lag_ms: 0,
+        }
     }
 
     #[test]

@@ -31,7 +31,10 @@ type Ws = WebSocketStream<TcpStream>;
 pub(crate) async fn refuse(ws: &mut Ws, shared: &Shared, code: ErrorCode, message: &str) {
     shared.metrics.error(code);
     let _ = ws.send(Message::text(ErrorMessage::new(code, message).to_json())).await;
-    let frame = CloseFrame { code: CloseCode::from(code.close_code()), reason: Utf8Bytes::from(truncate(message)) };
+    let frame = CloseFrame {
+        code: CloseCode::from(code.close_code()),
+        reason: Utf8Bytes::from(truncate(message)),
+    };
     let _ = ws.close(Some(frame)).await;
 }
 
@@ -58,7 +61,10 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, session: Arc<Session>, 
     let limits = &shared.config.limits;
     if session.viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         session.viewers.fetch_sub(1, Relaxed);
-        let msg = format!("session {} already has {} viewers", session.id, limits.max_viewers_per_session);
+        let msg = format!(
+            "session {} already has {} viewers",
+            session.id, limits.max_viewers_per_session
+        );
         refuse(&mut ws, &shared, ErrorCode::TooManyViewers, &msg).await;
         return;
     }

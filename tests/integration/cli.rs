@@ -55,7 +55,8 @@ fn transcribes_to_an_srt_file_that_parses_back() {
     let stereo = dir.path().join("stereo.wav");
     sox(&[s(&wav), "-r", "44100", "-c", "2", s(&stereo)]);
     let srt = dir.path().join("out.srt");
-    let out = run(&["transcribe", s(&stereo), "-o", s(&srt), "-l", "en", "-t", "2", "-m", s(&base())]);
+    let out =
+        run(&["transcribe", s(&stereo), "-o", s(&srt), "-l", "en", "-t", "2", "-m", s(&base())]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&srt).unwrap();
     let captions = cantocap::caption::parse_srt(&text).unwrap();
@@ -70,7 +71,8 @@ fn writes_jsonl_and_vtt_to_stdout() {
     let _lock = whisper_lock();
     let dir = tempfile::tempdir().unwrap();
     let wav = english(dir.path());
-    let out = run(&["transcribe", s(&wav), "--format", "jsonl", "-l", "en", "-t", "2", "-m", s(&base())]);
+    let out =
+        run(&["transcribe", s(&wav), "--format", "jsonl", "-l", "en", "-t", "2", "-m", s(&base())]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(!stdout.trim().is_empty());
@@ -95,8 +97,23 @@ fn scripts_apply_to_chinese_output() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("cmn.wav");
     speak("cmn-latn-pinyin", "这个星期我们去图书馆学习汉语。", &wav);
-    for (script, check) in [("hk", simplified_only as fn(&str) -> Vec<char>), ("cn", traditional_only)] {
-        let out = run(&["transcribe", s(&wav), "-f", "txt", "-s", script, "-l", "zh", "-t", "2", "-m", s(&base())]);
+    for (script, check) in
+        [("hk", simplified_only as fn(&str) -> Vec<char>), ("cn", traditional_only)]
+    {
+        let out = run(&[
+            "transcribe",
+            s(&wav),
+            "-f",
+            "txt",
+            "-s",
+            script,
+            "-l",
+            "zh",
+            "-t",
+            "2",
+            "-m",
+            s(&base()),
+        ]);
         assert!(out.status.success(), "{}", stderr(&out));
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.chars().filter(|c| is_cjk(*c)).count() >= 5, "{script}: {text:?}");
@@ -122,7 +139,12 @@ fn a_file_that_is_not_a_wav_is_refused() {
 fn an_empty_wav_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     hound::WavWriter::create(&path, spec).unwrap().finalize().unwrap();
     let out = run(&["transcribe", s(&path)]);
     assert_fails_with(&out, &["empty"]);
@@ -150,7 +172,12 @@ fn a_truncated_wav_is_handled() {
 fn nan_samples_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nan.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut w = hound::WavWriter::create(&path, spec).unwrap();
     for i in 0..16000 {
         w.write_sample(if i == 100 { f32::NAN } else { 0.0 }).unwrap();
@@ -240,8 +267,21 @@ fn live_streams_a_file_into_jsonl_and_srt() {
     let jsonl = dir.path().join("events.jsonl");
     let srt = dir.path().join("live.srt");
     let out = run(&[
-        "live", "--input", s(&padded), "--speed", "max", "-l", "en", "-t", "2", "-m", s(&base()),
-        "--jsonl", s(&jsonl), "--srt", s(&srt),
+        "live",
+        "--input",
+        s(&padded),
+        "--speed",
+        "max",
+        "-l",
+        "en",
+        "-t",
+        "2",
+        "-m",
+        s(&base()),
+        "--jsonl",
+        s(&jsonl),
+        "--srt",
+        s(&srt),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
