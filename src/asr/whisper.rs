@@ -44,6 +44,10 @@ pub struct TranscribeOptions {
     /// window; the streaming engine turns it off (a bad window is decoded again a
     /// step later anyway).
     pub temperature_fallback: bool,
+    /// Skip audio in which voice activity detection finds no speech: nothing is
+    /// decoded for all-silent input, and segments over silence are dropped (Whisper
+    /// invents text there, more so with a prompt). Default true.
+    pub vad: bool,
     /// Beam size; 1 (default) means greedy decoding, the fastest.
     pub beam_size: usize,
 }
@@ -59,6 +63,7 @@ impl Default for TranscribeOptions {
             suppress_non_speech: true,
             guards: true,
             temperature_fallback: true,
+            vad: true,
             beam_size: 1,
         }
     }
@@ -136,6 +141,16 @@ impl WhisperModel {
         progress: impl FnMut(i32) + 'static,
     ) -> Result<Vec<Segment>> {
         let plan = self.plan(opts)?;
+        let mask = if opts.vad && !samples.is_empty() {
+            let mask =
+                crate::audio::vad::speech_mask(samples, &crate::audio::VadOptions::default());
+            if !mask.iter().any(|&s| s) {
+                return Ok(Vec::new());
+            }
+            Some(mask)
+        } else {
+            None
+        };
         let mut state = self.new_state()?;
         let request = DecodeRequest {
             prompt: plan.initial_prompt.as_deref().unwrap_or(""),
@@ -145,10 +160,21 @@ impl WhisperModel {
             max_tokens: 0,
         };
         let decoded = self.decode_with_progress(&mut state, samples, opts, &request, progress)?;
+        let frame_ms = (crate::audio::vad::FRAME * 1000 / WHISPER_SAMPLE_RATE as usize) as u64;
+        let has_speech = |s: &Segment| match &mask {
+            None => true,
+            Some(mask) => {
+                let first = (s.start_ms / frame_ms) as usize;
+                let last = (s.end_ms.div_ceil(frame_ms) as usize).min(mask.len());
+                mask.get(first..last.max(first + 1).min(mask.len()))
+                    .is_some_and(|m| m.iter().any(|&v| v))
+            }
+        };
         Ok(decoded
             .into_iter()
             .filter_map(|d| keep(d, opts, request.prompt))
             .map(|d| d.segment)
+            .filter(|s| has_speech(s))
             .collect())
     }
 

@@ -191,6 +191,19 @@ impl EnergyVad {
     }
 }
 
+/// Speech or not for each [`FRAME`] of `samples` (16 kHz mono), hangover included:
+/// the whole-buffer form of [`EnergyVad`].
+pub fn speech_mask(samples: &[f32], opts: &VadOptions) -> Vec<bool> {
+    let mut vad = EnergyVad::new(opts.clone());
+    samples
+        .chunks_exact(FRAME)
+        .map(|frame| {
+            vad.push(frame);
+            vad.in_speech()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +272,16 @@ mod tests {
         let before = vad.speech_frames();
         vad.push(&audio[start..]);
         assert!(vad.speech_frames() - before > 30, "only {} frames", vad.speech_frames() - before);
+    }
+
+    #[test]
+    fn the_mask_marks_the_speech() {
+        let audio = [vec![0.0; 16_000], vowel(1.0, 0.3), vec![0.0; 16_000]].concat();
+        let mask = speech_mask(&audio, &VadOptions::default());
+        assert_eq!(mask.len(), audio.len() / FRAME);
+        assert!(!mask[..45].iter().any(|&s| s), "silence before");
+        assert!(mask[55..95].iter().all(|&s| s), "the vowel");
+        assert!(!mask[120..].iter().any(|&s| s), "silence after");
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl std::str::FromStr for Speed {
 /// Everything `live` needs, from the command line.
 pub struct LiveConfig {
     pub input: Option<PathBuf>,
+    #[cfg_attr(not(feature = "mic"), allow(dead_code))]
     pub device: Option<String>,
     pub speed: Speed,
     pub model: PathBuf,

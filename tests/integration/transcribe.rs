@@ -7,8 +7,8 @@ use cantocap::Error;
 
 use crate::common::*;
 
-const ENGLISH: &str = "The weather in Hong Kong is warm today. \
-    Please send the meeting notes to everyone before Friday.";
+const ENGLISH: &str = "Captions should appear on the screen within a second. \
+    Please send your comments to the shared folder before Friday.";
 const MANDARIN: &str = "我们今天下午开会，讨论这个问题。请大家准时参加。";
 
 fn english_wav(dir: &std::path::Path) -> std::path::PathBuf {
