@@ -510,7 +510,14 @@ async fn sigkill_loses_no_final_a_viewer_saw_and_sessions_continue_after_restart
     // Every final the viewer saw is in the journal, word for word, and in the
     // transcript served after the restart (laid out as captions: compare words).
     let journaled = std::fs::read_to_string(data.join("crash.jsonl")).unwrap();
-    let transcript = words(&journal).join(" ");
+    // The transcript is laid out as captions, which may split a final in two: join
+    // the caption texts before comparing.
+    let caption_texts: Vec<String> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    let transcript = words(&caption_texts.join(" ")).join(" ");
     for f in &seen {
         let line =
             serde_json::to_string(&json!({"segment": f["segment"], "text": f["text"]})).unwrap();
