@@ -7,7 +7,8 @@
 //! A feeder thread sends a 2-minute multi-utterance clip (espeak-ng English, 1.5 s
 //! pauses) in 100 ms chunks at real-time pace; a worker thread, like `cantocap live`,
 //! pushes whatever has arrived into the engine. Latencies are wall-clock:
-//! - final latency: end of an utterance's audio → the final holding its last word;
+//! - final latency: end of an utterance's audio → the first final ending within
+//!   1.2 s of it (Whisper's word times run early): the one holding its last word;
 //! - partial latency: end of the newest word in a partial → that partial;
 //! - flicker: characters changed between successive partials of one segment.
 
@@ -147,7 +148,10 @@ fn main() {
             .filter_map(|&end| {
                 finals
                     .iter()
-                    .find(|(_, e)| e.span().1 + 300 >= end)
+                    // Whisper's word times run early by up to a second; utterances
+                    // are 1.5 s apart, so a final ending within 1.2 s of the end
+                    // holds the utterance's last word.
+                    .find(|(_, e)| e.span().1 + 1200 >= end)
                     .map(|(wall, _)| wall.saturating_sub(end))
             })
             .collect();
