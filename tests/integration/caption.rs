@@ -10,29 +10,7 @@ use cantocap::caption::{
 };
 use cantocap::Segment;
 
-/// The sentences of `eval/dev.tsv`.
-const DEV: [&str; 20] = [
-    "我哋今日去飲茶。",
-    "你食咗飯未呀？",
-    "呢間餐廳嘅點心好好食。",
-    "聽日會唔會落雨？",
-    "我而家喺公司開緊會。",
-    "麻煩你講慢啲。",
-    "地鐵站喺邊度？",
-    "佢哋下個禮拜去旅行。",
-    "呢份文件要老闆簽名。",
-    "多謝你幫手。",
-    "我今晚要返屋企食飯。",
-    "你識唔識講廣東話？",
-    "呢件衫幾多錢？",
-    "佢啱啱出咗去。",
-    "我哋聽朝九點鐘開會。",
-    "唔好意思，我遲到咗。",
-    "你想飲咖啡定係奶茶？",
-    "呢個星期六我冇時間。",
-    "請你幫我睇下呢份報告。",
-    "香港嘅夜景好靚。",
-];
+use crate::common::DEV_SENTENCES as DEV;
 
 /// Hong Kong code-switching, as Whisper writes it.
 const MIXED: [&str; 8] = [

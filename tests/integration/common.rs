@@ -167,6 +167,31 @@ pub fn traditional_only(text: &str) -> Vec<char> {
     text.chars().filter(|c| SIMPLIFIED_TRADITIONAL.iter().any(|(_, t)| t == c)).collect()
 }
 
+/// The everyday Cantonese sentences of the shared evaluation set (`eval/dev.tsv`),
+/// copied here because the tests run from the repository alone.
+pub const DEV_SENTENCES: [&str; 20] = [
+    "我哋今日去飲茶。",
+    "你食咗飯未呀？",
+    "呢間餐廳嘅點心好好食。",
+    "聽日會唔會落雨？",
+    "我而家喺公司開緊會。",
+    "麻煩你講慢啲。",
+    "地鐵站喺邊度？",
+    "佢哋下個禮拜去旅行。",
+    "呢份文件要老闆簽名。",
+    "多謝你幫手。",
+    "我今晚要返屋企食飯。",
+    "你識唔識講廣東話？",
+    "呢件衫幾多錢？",
+    "佢啱啱出咗去。",
+    "我哋聽朝九點鐘開會。",
+    "唔好意思，我遲到咗。",
+    "你想飲咖啡定係奶茶？",
+    "呢個星期六我冇時間。",
+    "請你幫我睇下呢份報告。",
+    "香港嘅夜景好靚。",
+];
+
 /// Is this a CJK ideograph?
 pub fn is_cjk(c: char) -> bool {
     matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{20000}'..='\u{2FFFF}')

@@ -389,29 +389,7 @@ fn phone_numbers_near_an_account_word_are_phones() {
 
 // ----- ordinary text ---------------------------------------------------------------
 
-/// The Cantonese sentences of the shared evaluation set (eval/dev.tsv).
-const DEV_SENTENCES: &[&str] = &[
-    "我哋今日去飲茶。",
-    "你食咗飯未呀？",
-    "呢間餐廳嘅點心好好食。",
-    "聽日會唔會落雨？",
-    "我而家喺公司開緊會。",
-    "麻煩你講慢啲。",
-    "地鐵站喺邊度？",
-    "佢哋下個禮拜去旅行。",
-    "呢份文件要老闆簽名。",
-    "多謝你幫手。",
-    "我今晚要返屋企食飯。",
-    "你識唔識講廣東話？",
-    "呢件衫幾多錢？",
-    "佢啱啱出咗去。",
-    "我哋聽朝九點鐘開會。",
-    "唔好意思，我遲到咗。",
-    "你想飲咖啡定係奶茶？",
-    "呢個星期六我冇時間。",
-    "請你幫我睇下呢份報告。",
-    "香港嘅夜景好靚。",
-];
+use crate::common::DEV_SENTENCES;
 
 /// Text with numbers and numeral characters that is not personal data.
 const ORDINARY: &[&str] = &[
@@ -905,7 +883,7 @@ fn ordinary_text_is_unchanged() {
         for _ in 0..1 + rng.below(8) {
             text.push_str(rng.pick(&connectors));
             let piece =
-                if rng.below(2) == 0 { rng.pick(ORDINARY) } else { rng.pick(DEV_SENTENCES) };
+                if rng.below(2) == 0 { rng.pick(ORDINARY) } else { rng.pick(&DEV_SENTENCES) };
             text.push_str(piece);
         }
         let out = redactor.redact(&text);
