@@ -92,17 +92,7 @@ struct TranscribeArgs {
     #[arg(short, long, default_value = "hk")]
     script: Script,
     #[command(flatten)]
-    model: ModelArgs,
-    /// Language: yue (Cantonese, default on multilingual models), zh, en, … or auto.
-    /// On models without a yue token, Cantonese is decoded as zh with a Cantonese prompt.
-    #[arg(short, long)]
-    language: Option<String>,
-    /// Initial prompt for Whisper (overrides the automatic Cantonese prompt; "" for none).
-    #[arg(long)]
-    prompt: Option<String>,
-    /// CPU threads for decoding [default: cores, at most 4].
-    #[arg(short, long)]
-    threads: Option<usize>,
+    decode: DecodeArgs,
     /// Beam size (1 = greedy, fastest).
     #[arg(long, default_value_t = 1)]
     beam_size: usize,
@@ -132,13 +122,7 @@ struct LiveArgs {
     #[arg(short, long, default_value = "hk")]
     script: Script,
     #[command(flatten)]
-    model: ModelArgs,
-    /// Language: yue (default), zh, en, … (as for transcribe).
-    #[arg(short, long)]
-    language: Option<String>,
-    /// CPU threads for decoding [default: cores, at most 4].
-    #[arg(short, long)]
-    threads: Option<usize>,
+    decode: DecodeArgs,
     /// New audio between decodes, in ms (shorter: quicker partials, more compute).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=10_000))]
     step_ms: u64,
@@ -151,6 +135,38 @@ struct LiveArgs {
     /// Write every event (partial and final) here as JSON lines.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
+}
+
+/// Whisper flags shared by `transcribe` and `live`.
+#[derive(Args)]
+struct DecodeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Language: yue (Cantonese, default on multilingual models), zh, en, … or auto.
+    /// On models without a yue token, Cantonese is decoded as zh with a Cantonese prompt.
+    #[arg(short, long)]
+    language: Option<String>,
+    /// Initial prompt for Whisper (overrides the automatic Cantonese prompt; "" for none).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// CPU threads for decoding [default: cores, at most 4].
+    #[arg(short, long)]
+    threads: Option<usize>,
+}
+
+impl DecodeArgs {
+    /// The model path, and the decoding options these flags stand for.
+    fn resolve(self) -> Result<(PathBuf, TranscribeOptions)> {
+        let mut opts = TranscribeOptions {
+            language: self.language,
+            prompt: self.prompt,
+            ..Default::default()
+        };
+        if let Some(threads) = self.threads {
+            opts.threads = threads.max(1);
+        }
+        Ok((resolve_model(self.model.model)?, opts))
+    }
 }
 
 #[derive(Args)]
@@ -241,19 +257,10 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     // Cheap checks first: a bad file or script should not wait for the model to load.
     let audio = cantocap::audio::read_wav(&args.file)?;
     let converter = ScriptConverter::new(args.script)?;
-    let model_path = resolve_model(args.model.model)?;
+    let (model_path, opts) = args.decode.resolve()?;
     let model = WhisperModel::load(&model_path)?;
-
-    let mut opts = TranscribeOptions {
-        language: args.language,
-        prompt: args.prompt,
-        beam_size: args.beam_size.max(1),
-        guards: !args.no_guards,
-        ..Default::default()
-    };
-    if let Some(threads) = args.threads {
-        opts.threads = threads.max(1);
-    }
+    let opts =
+        TranscribeOptions { beam_size: args.beam_size.max(1), guards: !args.no_guards, ..opts };
     let plan = model.plan(&opts)?;
     if plan.cantonese_via_zh {
         eprintln!(
@@ -399,15 +406,12 @@ fn info(path: Option<PathBuf>) -> Result<()> {
 }
 
 fn live(args: LiveArgs) -> Result<()> {
-    let mut transcribe = TranscribeOptions { language: args.language, ..Default::default() };
-    if let Some(threads) = args.threads {
-        transcribe.threads = threads.max(1);
-    }
+    let (model, transcribe) = args.decode.resolve()?;
     cli::live::run(cli::live::LiveConfig {
         input: args.input,
         device: args.device,
         speed: args.speed,
-        model: resolve_model(args.model.model)?,
+        model,
         script: args.script,
         transcribe,
         step_ms: args.step_ms,
