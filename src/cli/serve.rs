@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use cantocap::asr::TranscribeOptions;
-use cantocap::server::{ConfigFile, Server, ServerConfig};
+use cantocap::server::{ConfigFile, IpNet, Server, ServerConfig, TlsFiles};
 
 /// Options of `cantocap serve`.
 #[derive(clap::Args, Debug)]
@@ -57,6 +57,17 @@ pub struct ServeArgs {
     /// Accept clients without tokens on a non-loopback address.
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// Only these peer addresses may connect (an address or CIDR, repeatable, e.g.
+    /// 10.0.0.0/8 or ::1); others are refused before the request is read. Replaces
+    /// allow_ips of the config file [default: every address].
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    pub allow_ip: Vec<IpNet>,
+    /// Serve https and wss with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Do not log connections to stderr.
     #[arg(short, long)]
     pub quiet: bool,
@@ -103,6 +114,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(v) = args.max_session_secs {
         limits.max_session_secs = v;
     }
+    if !args.allow_ip.is_empty() {
+        config.allow_ips = args.allow_ip;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsFiles { cert, key });
+    }
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     config.check()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -111,7 +129,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start tokio")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        eprintln!("cantocap serve: listening on http://{}", server.local_addr());
+        eprintln!("cantocap serve: listening on {scheme}://{}", server.local_addr());
         server.ready().await?;
         eprintln!("cantocap serve: model loaded; ready");
         let handle = server.shutdown_handle();

@@ -1,9 +1,12 @@
-//! Bearer tokens with roles, and the browser Origin check.
+//! Bearer tokens with roles, optional expiry and session scope, and the browser
+//! Origin check.
 //!
 //! Tokens come from the config file; a request carries one in
 //! `Authorization: Bearer TOKEN` or `?token=TOKEN` (browsers cannot set headers on
 //! WebSockets). Tokens are compared in constant time and never logged: logs name
 //! the token's `name`.
+
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -19,8 +22,8 @@ pub enum Role {
     Admin,
 }
 
-/// A configured token.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// A configured token. Build one in code with `..Default::default()`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
     /// A label for logs.
@@ -30,13 +33,38 @@ pub struct TokenEntry {
     pub token: String,
     /// What it may do.
     pub roles: Vec<Role>,
+    /// When it stops working (`None`: never). In TOML an RFC 3339 time with `Z` or
+    /// an offset: `expires = "2026-12-31T23:59:59Z"`.
+    #[serde(default, deserialize_with = "super::rfc3339::deserialize_opt")]
+    pub expires: Option<SystemTime>,
+    /// The only session it may ingest into, watch or fetch the transcript of
+    /// (`None`: any). A scoped token never opens `/metrics` or admin endpoints.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 impl std::fmt::Debug for TokenEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret, not even in debug output.
-        f.debug_struct("TokenEntry").field("name", &self.name).field("roles", &self.roles).finish()
+        f.debug_struct("TokenEntry")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("expires", &self.expires)
+            .field("session", &self.session)
+            .finish()
     }
+}
+
+/// What a request reaches, for session-scoped tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The whole server (`/metrics`, admin endpoints): only tokens without a session.
+    Server,
+    /// One session (ingest, captions, transcript): unscoped tokens and tokens of
+    /// this session.
+    Session(&'a str),
+    /// Nothing session-specific (the overlay page): any token with the role.
+    Page,
 }
 
 /// Why a request is refused.
@@ -44,7 +72,10 @@ impl std::fmt::Debug for TokenEntry {
 pub enum Denied {
     /// No token, or an unknown one (HTTP 401).
     Unauthorized,
-    /// A valid token without the role, or a browser origin not allowed (HTTP 403).
+    /// A known token past its `expires` time (HTTP 401).
+    Expired,
+    /// A valid token without the role or for another session, or a browser origin
+    /// not allowed (HTTP 403).
     Forbidden(&'static str),
 }
 
@@ -53,6 +84,18 @@ pub fn authorize<'a>(
     tokens: &'a [TokenEntry],
     presented: Option<&str>,
     role: Role,
+    scope: Scope<'_>,
+) -> Result<&'a str, Denied> {
+    authorize_at(tokens, presented, role, scope, SystemTime::now())
+}
+
+/// [`authorize`] at a given time.
+pub fn authorize_at<'a>(
+    tokens: &'a [TokenEntry],
+    presented: Option<&str>,
+    role: Role,
+    scope: Scope<'_>,
+    now: SystemTime,
 ) -> Result<&'a str, Denied> {
     if tokens.is_empty() {
         return Ok("anonymous");
@@ -62,11 +105,24 @@ pub fn authorize<'a>(
         .iter()
         .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
         .ok_or(Denied::Unauthorized)?;
-    if entry.roles.contains(&role) || entry.roles.contains(&Role::Admin) {
-        Ok(if entry.name.is_empty() { "unnamed-token" } else { &entry.name })
-    } else {
-        Err(Denied::Forbidden("the token does not have the role this endpoint needs"))
+    if entry.expires.is_some_and(|expires| now >= expires) {
+        return Err(Denied::Expired);
     }
+    if !(entry.roles.contains(&role) || entry.roles.contains(&Role::Admin)) {
+        return Err(Denied::Forbidden("the token does not have the role this endpoint needs"));
+    }
+    match (scope, entry.session.as_deref()) {
+        (Scope::Server, Some(_)) => {
+            return Err(Denied::Forbidden(
+                "this endpoint needs a token that is not limited to one session",
+            ))
+        }
+        (Scope::Session(id), Some(only)) if id != only => {
+            return Err(Denied::Forbidden("the token is for another session"))
+        }
+        _ => {}
+    }
+    Ok(if entry.name.is_empty() { "unnamed-token" } else { &entry.name })
 }
 
 /// The token of a request: the `Authorization: Bearer` header, else `?token=`.
@@ -104,17 +160,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    use std::time::{Duration, UNIX_EPOCH};
+
     fn tokens() -> Vec<TokenEntry> {
         vec![
             TokenEntry {
                 name: "gw".into(),
                 token: "ingest-secret".into(),
                 roles: vec![Role::Ingest],
+                ..Default::default()
             },
             TokenEntry {
                 name: "ops".into(),
                 token: "admin-secret".into(),
                 roles: vec![Role::Admin],
+                ..Default::default()
             },
         ]
     }
@@ -122,15 +182,93 @@ mod tests {
     #[test]
     fn roles_are_enforced() {
         let t = tokens();
-        assert_eq!(authorize(&t, Some("ingest-secret"), Role::Ingest), Ok("gw"));
+        let any = Scope::Session("s");
+        assert_eq!(authorize(&t, Some("ingest-secret"), Role::Ingest, any), Ok("gw"));
         assert!(matches!(
-            authorize(&t, Some("ingest-secret"), Role::View),
+            authorize(&t, Some("ingest-secret"), Role::View, any),
             Err(Denied::Forbidden(_))
         ));
-        assert_eq!(authorize(&t, Some("admin-secret"), Role::View), Ok("ops"));
-        assert_eq!(authorize(&t, Some("nope"), Role::View), Err(Denied::Unauthorized));
-        assert_eq!(authorize(&t, None, Role::View), Err(Denied::Unauthorized));
-        assert_eq!(authorize(&[], None, Role::Admin), Ok("anonymous"));
+        assert_eq!(authorize(&t, Some("admin-secret"), Role::View, any), Ok("ops"));
+        assert_eq!(authorize(&t, Some("admin-secret"), Role::Admin, Scope::Server), Ok("ops"));
+        assert_eq!(authorize(&t, Some("nope"), Role::View, any), Err(Denied::Unauthorized));
+        assert_eq!(authorize(&t, None, Role::View, any), Err(Denied::Unauthorized));
+        assert_eq!(authorize(&[], None, Role::Admin, Scope::Server), Ok("anonymous"));
+    }
+
+    #[test]
+    fn expired_tokens_are_unauthorized() {
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        let t = vec![TokenEntry {
+            name: "temp".into(),
+            token: "temporary-secret".into(),
+            roles: vec![Role::View],
+            expires: Some(at(1000)),
+            ..Default::default()
+        }];
+        let check =
+            |now| authorize_at(&t, Some("temporary-secret"), Role::View, Scope::Page, at(now));
+        assert_eq!(check(999), Ok("temp"));
+        assert_eq!(check(1000), Err(Denied::Expired));
+        assert_eq!(check(5000), Err(Denied::Expired));
+        // Expiry is checked before the role: an expired token learns nothing more.
+        let wrong_role =
+            authorize_at(&t, Some("temporary-secret"), Role::Ingest, Scope::Page, at(5000));
+        assert_eq!(wrong_role, Err(Denied::Expired));
+        // Through the clock: long expired, or far in the future.
+        assert_eq!(
+            authorize(&t, Some("temporary-secret"), Role::View, Scope::Page),
+            Err(Denied::Expired)
+        );
+        let later = vec![TokenEntry {
+            expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+            ..t[0].clone()
+        }];
+        assert_eq!(
+            authorize(&later, Some("temporary-secret"), Role::View, Scope::Page),
+            Ok("temp")
+        );
+    }
+
+    #[test]
+    fn scoped_tokens_stay_in_their_session() {
+        let t = vec![
+            TokenEntry {
+                name: "room1".into(),
+                token: "room1-secret".into(),
+                roles: vec![Role::Ingest, Role::View],
+                session: Some("room-1".into()),
+                ..Default::default()
+            },
+            TokenEntry {
+                name: "room1-admin".into(),
+                token: "room1-admin-secret".into(),
+                roles: vec![Role::Admin],
+                session: Some("room-1".into()),
+                ..Default::default()
+            },
+        ];
+        let run = |token, role, scope| authorize(&t, Some(token), role, scope);
+        let room1 = Scope::Session("room-1");
+        assert_eq!(run("room1-secret", Role::Ingest, room1), Ok("room1"));
+        assert_eq!(run("room1-secret", Role::View, room1), Ok("room1"));
+        assert_eq!(run("room1-secret", Role::View, Scope::Page), Ok("room1"));
+        for other in ["room-2", "room-10", "ROOM-1", ""] {
+            assert_eq!(
+                run("room1-secret", Role::View, Scope::Session(other)),
+                Err(Denied::Forbidden("the token is for another session")),
+                "{other}"
+            );
+        }
+        // Admin of one session: everything in it, nothing server-wide.
+        assert_eq!(run("room1-admin-secret", Role::Ingest, room1), Ok("room1-admin"));
+        assert!(matches!(
+            run("room1-admin-secret", Role::Admin, Scope::Server),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(matches!(
+            run("room1-admin-secret", Role::View, Scope::Session("room-2")),
+            Err(Denied::Forbidden(_))
+        ));
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::allow::IpNet;
 use super::auth::TokenEntry;
+use super::protocol::valid_session_id;
+use super::tls::TlsFiles;
 use crate::asr::TranscribeOptions;
 use crate::{Error, Result};
 
@@ -104,6 +107,11 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Accept anonymous clients on a non-loopback address.
     pub allow_anonymous: bool,
+    /// Peer addresses that may connect at all, checked before a request is read;
+    /// empty allows every address.
+    pub allow_ips: Vec<IpNet>,
+    /// Serve https and wss with this certificate and key; `None` is plain http.
+    pub tls: Option<TlsFiles>,
     /// Log connections to stderr (never tokens or caption text). Default true.
     pub log: bool,
 }
@@ -120,6 +128,8 @@ impl Default for ServerConfig {
             tokens: Vec::new(),
             allowed_origins: Vec::new(),
             allow_anonymous: false,
+            allow_ips: Vec::new(),
+            tls: None,
             log: true,
         }
     }
@@ -129,6 +139,9 @@ impl Default for ServerConfig {
 ///
 /// ```toml
 /// allowed_origins = ["https://meet.example.org"]
+/// allow_ips = ["127.0.0.0/8", "::1/128", "10.20.0.0/16"]   # empty or absent: all
+/// tls_cert = "/etc/cantocap/fullchain.pem"                  # both or neither
+/// tls_key = "/etc/cantocap/privkey.pem"
 ///
 /// [[tokens]]
 /// name = "jitsi-gateway"          # for logs; the token itself is never logged
@@ -140,6 +153,13 @@ impl Default for ServerConfig {
 /// token = "s3cret-view"
 /// roles = ["view"]
 ///
+/// [[tokens]]
+/// name = "guest-room-42"
+/// token = "s3cret-guest-42"
+/// roles = ["view"]
+/// session = "room-42"             # only this session
+/// expires = "2026-12-31T23:59:59Z"
+///
 /// [limits]
 /// max_sessions = 4
 /// ```
@@ -150,6 +170,12 @@ pub struct ConfigFile {
     pub tokens: Vec<TokenEntry>,
     /// Extra allowed browser origins.
     pub allowed_origins: Vec<String>,
+    /// Peer addresses allowed to connect (CIDR or bare addresses).
+    pub allow_ips: Vec<IpNet>,
+    /// TLS certificate chain (PEM); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Limits (each optional).
     pub limits: Option<Limits>,
 }
@@ -174,6 +200,16 @@ impl ConfigFile {
             if t.roles.is_empty() {
                 return Err(format!("token {} ({}) has no roles", i + 1, t.name));
             }
+            if let Some(id) = t.session.as_deref().filter(|id| !valid_session_id(id)) {
+                return Err(format!(
+                    "token {} ({}): session {id:?} is not a session id (1-64 of A-Z a-z 0-9 _ - .)",
+                    i + 1,
+                    t.name
+                ));
+            }
+        }
+        if file.tls_cert.is_some() != file.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together: give both or neither".into());
         }
         Ok(file)
     }
@@ -182,6 +218,10 @@ impl ConfigFile {
     pub fn apply(self, config: &mut ServerConfig) {
         config.tokens = self.tokens;
         config.allowed_origins = self.allowed_origins;
+        config.allow_ips = self.allow_ips;
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            config.tls = Some(TlsFiles { cert, key });
+        }
         if let Some(limits) = self.limits {
             config.limits = limits;
         }
@@ -239,6 +279,50 @@ max_sessions = 3
             ConfigFile::parse("[[tokens]]\ntoken = \"0123456789\"\nroles = [\"root\"]").is_err()
         );
         assert!(ConfigFile::parse("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn config_file_network_settings() {
+        let file = ConfigFile::parse(
+            r#"
+allow_ips = ["127.0.0.0/8", "::1/128", "192.0.2.7"]
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+[[tokens]]
+name = "guest"
+token = "0123456789"
+roles = ["view"]
+session = "room-1"
+expires = "2026-12-31T23:59:59Z"
+"#,
+        )
+        .unwrap();
+        let mut config = ServerConfig::default();
+        file.apply(&mut config);
+        let ips: Vec<String> = config.allow_ips.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["127.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        let tls = config.tls.unwrap();
+        assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("cert.pem"), Some("key.pem")));
+        assert_eq!(config.tokens[0].session.as_deref(), Some("room-1"));
+        let expires = config.tokens[0].expires.unwrap();
+        let secs = expires.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs, 1_798_761_599);
+
+        let err = |text: &str| ConfigFile::parse(text).unwrap_err();
+        let e = err(r#"allow_ips = ["10.0.0.0/8", "10.0.0.0/33"]"#);
+        assert!(e.contains("\"10.0.0.0/33\"") && e.contains("at most 32"), "{e}");
+        let e = err(r#"allow_ips = ["localhost"]"#);
+        assert!(e.contains("\"localhost\""), "{e}");
+        let e = err(r#"tls_cert = "cert.pem""#);
+        assert!(e.contains("both or neither"), "{e}");
+        let token = |extra: &str| {
+            format!("[[tokens]]\nname = \"t\"\ntoken = \"0123456789\"\nroles = [\"view\"]\n{extra}")
+        };
+        let e = err(&token(r#"expires = "2026-12-31""#));
+        assert!(e.contains("RFC 3339"), "{e}");
+        let e = err(&token(r#"session = "../etc""#));
+        assert!(e.contains("token 1 (t)") && e.contains("\"../etc\""), "{e}");
+        assert!(ConfigFile::parse(&token(r#"expires = 2026-12-31T23:59:59+08:00"#)).is_ok());
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! A tiny HTTP/1.1 front: reads one request head, answers plain GETs, and upgrades
-//! WebSocket requests. One request per connection (`Connection: close`).
+//! WebSocket requests. One request per connection (`Connection: close`), over plain
+//! TCP or TLS alike.
 
 use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
+
+use super::tls::Conn;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -39,7 +41,7 @@ impl Request {
 
 /// Read a request head; also returns bytes read past it.
 pub(crate) async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     timeout: Duration,
 ) -> io::Result<(Request, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
@@ -148,7 +150,7 @@ pub(crate) fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> 
 }
 
 /// Write a response and close.
-pub(crate) async fn respond(mut stream: TcpStream, status: u16, content_type: &str, body: &[u8]) {
+pub(crate) async fn respond(mut stream: Conn, status: u16, content_type: &str, body: &[u8]) {
     let _ = stream.write_all(&response(status, content_type, body)).await;
     let _ = stream.shutdown().await;
 }
@@ -161,11 +163,11 @@ pub(crate) fn json_error(code: &str, message: &str) -> Vec<u8> {
 /// Complete the WebSocket handshake; `None` (after answering 400) if the request is
 /// not a valid upgrade.
 pub(crate) async fn upgrade(
-    mut stream: TcpStream,
+    mut stream: Conn,
     request: &Request,
     leftover: Vec<u8>,
     max_message: usize,
-) -> Option<WebSocketStream<TcpStream>> {
+) -> Option<WebSocketStream<Conn>> {
     let key = request.header("sec-websocket-key");
     let version_ok = request.header("sec-websocket-version") == Some("13");
     let Some(key) = key.filter(|_| version_ok && request.method == "GET") else {

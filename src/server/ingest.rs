@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -30,7 +29,7 @@ use crate::asr::{CaptionEvent, StreamOptions, StreamingTranscriber};
 use crate::text::Script;
 use crate::Error;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<super::tls::Conn>;
 
 /// What the writer task sends to the ingest client.
 enum Out {

@@ -62,6 +62,10 @@ pub struct Metrics {
     pub final_latency: Histogram,
     /// How far decoding was behind its schedule (the engine's `lag_ms`).
     pub decode_lag: Histogram,
+    /// Connections refused by the IP allow-list (`kind="ip_denied"`).
+    pub ip_denied: AtomicU64,
+    /// TLS handshakes that failed or timed out (`kind="tls_handshake"`).
+    pub tls_failed: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
 }
 
@@ -155,6 +159,11 @@ impl Metrics {
                 self.errors[code.ordinal()].load(Relaxed)
             );
         }
+        // Refused before any HTTP, so not protocol error codes.
+        for (kind, count) in [("ip_denied", &self.ip_denied), ("tls_handshake", &self.tls_failed)] {
+            let _ =
+                writeln!(out, "cantocap_errors_total{{kind=\"{kind}\"}} {}", count.load(Relaxed));
+        }
         out
     }
 }
@@ -169,11 +178,14 @@ mod tests {
         m.final_latency.observe_ms(700);
         m.final_latency.observe_ms(30_000);
         m.error(ErrorCode::TooFast);
+        m.ip_denied.fetch_add(2, Relaxed);
         let text = m.render(true);
         assert!(text.contains("cantocap_final_latency_seconds_bucket{le=\"1\"} 1\n"), "{text}");
         assert!(text.contains("cantocap_final_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("cantocap_final_latency_seconds_sum 30.7\n"));
         assert!(text.contains("cantocap_errors_total{kind=\"too_fast\"} 1\n"));
         assert!(text.contains("cantocap_ready 1\n"));
+        assert!(text.contains("cantocap_errors_total{kind=\"ip_denied\"} 2\n"), "{text}");
+        assert!(text.contains("cantocap_errors_total{kind=\"tls_handshake\"} 0\n"));
     }
 }

@@ -12,7 +12,10 @@
 //! - [`protocol`]: the messages, error codes and close codes (see also
 //!   `docs/PROTOCOL.md`).
 //! - [`config`]: [`ServerConfig`], [`Limits`] and the TOML [`ConfigFile`].
-//! - [`auth`]: bearer tokens with roles, and the Origin check.
+//! - [`auth`]: bearer tokens with roles, expiry and session scope, and the Origin
+//!   check.
+//! - [`allow`]: the IP allow-list, checked before a request is read; TLS with
+//!   rustls when [`ServerConfig::tls`] names a certificate.
 //! - [`journal`]: finals as JSON lines, written as they are emitted.
 //! - [`metrics`]: the Prometheus counters.
 //!
@@ -30,14 +33,18 @@
 //! # Ok(()) }
 //! ```
 
+pub mod allow;
 pub mod auth;
 pub mod config;
+mod conn;
 mod http;
 mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod protocol;
+mod rfc3339;
 mod session;
+mod tls;
 mod viewers;
 
 use std::net::SocketAddr;
@@ -45,14 +52,16 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use allow::IpNet;
 pub use auth::{Role, TokenEntry};
 pub use config::{ConfigFile, Limits, ServerConfig};
+pub use tls::TlsFiles;
 
-use self::auth::Denied;
+use self::auth::{Denied, Scope};
 use self::metrics::Metrics;
 use self::protocol::{valid_session_id, ErrorCode};
 use self::session::{ComputePool, Converters, Registry};
@@ -73,6 +82,7 @@ pub(crate) struct Shared {
     sessions: Registry,
     active_ingests: AtomicUsize,
     pool: ComputePool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
     viewers_off: watch::Receiver<bool>,
 }
@@ -126,6 +136,7 @@ impl Server {
     /// called within a multi-threaded tokio runtime.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
         config.check()?;
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         if let Some(dir) = &config.data_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|source| Error::Io { path: dir.clone(), source })?;
@@ -144,6 +155,7 @@ impl Server {
             active_ingests: AtomicUsize::new(0),
             pool: ComputePool::new(config.limits.decode_slots),
             model: OnceLock::new(),
+            tls,
             shutdown: shutdown_rx,
             viewers_off: viewers_off_rx,
             config,
@@ -245,7 +257,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: mpsc::Se
                 let shared = Arc::clone(&shared);
                 let task = tasks.clone();
                 tokio::spawn(async move {
-                    handle(stream, peer, shared).await;
+                    if let Some(conn) = conn::admit(stream, peer, &shared).await {
+                        handle(conn, peer, shared).await;
+                    }
                     drop(task);
                 });
             }
@@ -255,8 +269,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: mpsc::Se
     }
 }
 
-async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
     let Ok((request, leftover)) = http::read_request(&mut stream, Duration::from_secs(10)).await
     else {
         return http::respond(stream, 400, "text/plain", b"bad request\n").await;
@@ -271,9 +284,12 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let needs = match parts.as_slice() {
         ["livez"] | ["readyz"] => None,
-        ["metrics"] => Some(Role::Admin),
-        ["v1", "ingest", _] => Some(Role::Ingest),
-        [""] | ["v1", "captions", _] | ["v1", "sessions", _, "transcript"] => Some(Role::View),
+        ["metrics"] => Some((Role::Admin, Scope::Server)),
+        ["v1", "ingest", id] => Some((Role::Ingest, Scope::Session(id))),
+        [""] => Some((Role::View, Scope::Page)),
+        ["v1", "captions", id] | ["v1", "sessions", id, "transcript"] => {
+            Some((Role::View, Scope::Session(id)))
+        }
         _ => {
             return http::respond(
                 stream,
@@ -286,16 +302,24 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     };
     let who = match needs {
         None => "anonymous",
-        Some(role) => {
+        Some((role, scope)) => {
             let token =
                 auth::presented_token(request.header("authorization"), request.query("token"));
-            match auth::authorize(&config.tokens, token, role) {
+            match auth::authorize(&config.tokens, token, role, scope) {
                 Ok(who) => who,
                 Err(Denied::Unauthorized) => {
                     shared.log(format_args!("{peer}: {} refused: no valid token", request.path));
                     let body = http::json_error(
                         "unauthorized",
                         "a valid bearer token is needed (Authorization: Bearer or ?token=)",
+                    );
+                    return http::respond(stream, 401, "application/json", &body).await;
+                }
+                Err(Denied::Expired) => {
+                    shared.log(format_args!("{peer}: {} refused: token expired", request.path));
+                    let body = http::json_error(
+                        "token_expired",
+                        "this token has expired; ask the operator for a new one",
                     );
                     return http::respond(stream, 401, "application/json", &body).await;
                 }
@@ -410,7 +434,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
 }
 
 /// `GET /v1/sessions/{id}/transcript?format=srt|vtt|jsonl|txt&script=…`
-async fn transcript(stream: TcpStream, request: &http::Request, shared: &Shared, id: &str) {
+async fn transcript(stream: tls::Conn, request: &http::Request, shared: &Shared, id: &str) {
     let bad = |msg: &str| http::json_error("bad_request", msg);
     let format = match request.query("format").unwrap_or("srt").parse::<CaptionFormat>() {
         Ok(f) => f,

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -25,7 +24,7 @@ use super::session::{Published, Session};
 use super::{signalled, Shared};
 use crate::text::Script;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<super::tls::Conn>;
 
 /// Send an error and a close frame, best effort.
 pub(crate) async fn refuse(ws: &mut Ws, shared: &Shared, code: ErrorCode, message: &str) {

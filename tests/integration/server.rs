@@ -352,6 +352,7 @@ async fn auth_tokens_roles_and_origins() {
         name: name.into(),
         token: format!("{name}-secret-123"),
         roles,
+        ..Default::default()
     };
     config.tokens = vec![
         token("gw", vec![Role::Ingest]),
