@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::TokenEntry;
+use super::retention::Retention;
 use crate::asr::TranscribeOptions;
 use crate::{Error, Result};
 
@@ -106,6 +107,15 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// Log connections to stderr (never tokens or caption text). Default true.
     pub log: bool,
+    /// Append-only audit log (JSON lines, hash-chained; see [`super::audit`]).
+    /// Default: none.
+    pub audit_log: Option<PathBuf>,
+    /// Delete session journals and recordings not modified for this long (see
+    /// [`super::retention`]). Default: keep forever.
+    pub retention: Option<Duration>,
+    /// Write each ingest connection's audio to `DATA_DIR/SESSION.N.wav` (needs
+    /// `data_dir`). Default false: audio never touches the disk.
+    pub record_audio: bool,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +131,9 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allow_anonymous: false,
             log: true,
+            audit_log: None,
+            retention: None,
+            record_audio: false,
         }
     }
 }
@@ -140,6 +153,10 @@ impl Default for ServerConfig {
 /// token = "s3cret-view"
 /// roles = ["view"]
 ///
+/// audit_log = "/var/log/cantocap/audit.jsonl"
+/// retention = "30d"               # delete journals and recordings after 30 days idle
+/// record_audio = false            # true writes DATA_DIR/SESSION.N.wav (needs --data-dir)
+///
 /// [limits]
 /// max_sessions = 4
 /// ```
@@ -152,6 +169,12 @@ pub struct ConfigFile {
     pub allowed_origins: Vec<String>,
     /// Limits (each optional).
     pub limits: Option<Limits>,
+    /// The audit log.
+    pub audit_log: Option<PathBuf>,
+    /// How long session files are kept (`30d`, `12h`, `90m`).
+    pub retention: Option<Retention>,
+    /// Record audio.
+    pub record_audio: Option<bool>,
 }
 
 impl ConfigFile {
@@ -185,6 +208,9 @@ impl ConfigFile {
         if let Some(limits) = self.limits {
             config.limits = limits;
         }
+        config.audit_log = self.audit_log.or(config.audit_log.take());
+        config.retention = self.retention.map(|r| r.0).or(config.retention);
+        config.record_audio = self.record_audio.unwrap_or(config.record_audio);
     }
 }
 
@@ -206,6 +232,11 @@ impl ServerConfig {
             || self.limits.broadcast_capacity == 0
         {
             return Err(Error::ServerConfig { reason: "limits: max_sessions, broadcast_capacity must be above 0 and max_frame_bytes at least 64".into() });
+        }
+        if self.record_audio && self.data_dir.is_none() {
+            return Err(Error::ServerConfig {
+                reason: "recording audio needs a data folder to write it to: pass --data-dir DIR with --record-audio".into(),
+            });
         }
         Ok(())
     }
@@ -239,6 +270,17 @@ max_sessions = 3
             ConfigFile::parse("[[tokens]]\ntoken = \"0123456789\"\nroles = [\"root\"]").is_err()
         );
         assert!(ConfigFile::parse("bogus = 1").is_err());
+        let file =
+            ConfigFile::parse("retention = \"12h\"\nrecord_audio = true\naudit_log = \"a.jsonl\"")
+                .unwrap();
+        let mut config = ServerConfig::default();
+        file.apply(&mut config);
+        assert_eq!(config.retention, Some(Duration::from_secs(12 * 3600)));
+        assert!(config.record_audio && config.audit_log.is_some());
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("--data-dir"), "{err}");
+        let err = ConfigFile::parse("retention = \"soon\"").unwrap_err();
+        assert!(err.contains("not a duration"), "{err}");
     }
 
     #[test]
