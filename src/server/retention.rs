@@ -41,9 +41,11 @@ impl FromStr for Retention {
             "h" => 3600,
             "d" => 86_400,
             "w" => 7 * 86_400,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "{s:?} is not a duration: use a number and a unit s, m, h, d or w (90m, 12h, 30d)"
-            )),
+            ))
+            }
         };
         let number: u64 = number
             .parse()

@@ -10,6 +10,7 @@ mod caption;
 mod cli;
 mod common;
 mod import;
+mod privacy;
 mod redact;
 mod script;
 mod server;
