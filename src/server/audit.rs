@@ -69,8 +69,9 @@ pub enum Event {
     TranscriptRead,
     /// The server started with a configuration (`detail`: a summary without secrets).
     ConfigLoaded,
-    /// Retention or `cantocap purge` removed old sessions (`captions`: sessions
-    /// removed; one record per removed session follows with its `session`).
+    /// Retention or `cantocap purge` removed old session files: one record per
+    /// session (`session`, `detail`: `by=retention` or `by=cantocap-purge`), then one
+    /// for the run (`detail`: `sessions=N files=M older_than=30d by=…`).
     Purge,
 }
 
