@@ -233,6 +233,11 @@ impl ServerConfig {
         {
             return Err(Error::ServerConfig { reason: "limits: max_sessions, broadcast_capacity must be above 0 and max_frame_bytes at least 64".into() });
         }
+        if self.retention.is_some() && self.data_dir.is_none() {
+            return Err(Error::ServerConfig {
+                reason: "retention applies to the data folder (without one, finals live in memory until the server stops): pass --data-dir DIR with --retention".into(),
+            });
+        }
         if self.record_audio && self.data_dir.is_none() {
             return Err(Error::ServerConfig {
                 reason: "recording audio needs a data folder to write it to: pass --data-dir DIR with --record-audio".into(),
@@ -278,7 +283,12 @@ max_sessions = 3
         assert_eq!(config.retention, Some(Duration::from_secs(12 * 3600)));
         assert!(config.record_audio && config.audit_log.is_some());
         let err = config.check().unwrap_err().to_string();
-        assert!(err.contains("--data-dir"), "{err}");
+        assert!(err.contains("--data-dir") && err.contains("--retention"), "{err}");
+        config.retention = None;
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("--data-dir") && err.contains("--record-audio"), "{err}");
+        config.data_dir = Some(PathBuf::from("data"));
+        assert!(config.check().is_ok());
         let err = ConfigFile::parse("retention = \"soon\"").unwrap_err();
         assert!(err.contains("not a duration"), "{err}");
     }
