@@ -149,4 +149,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// The audit log cannot be continued: its last record is cut short or does not
+    /// match its hash. Run `cantocap audit verify` on it and move it aside.
+    #[error("audit log {}: {reason}", path.display())]
+    AuditLog {
+        /// The audit log.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -60,6 +60,13 @@ moment. Ctrl-C stops and flushes.")]
     /// Caption server: audio in over WebSocket per session, captions out to viewers.
     #[cfg(feature = "server")]
     Serve(cli::serve::ServeArgs),
+    /// Check the server's audit log.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
+    /// Delete session journals and recordings older than a limit (server stopped).
+    #[cfg(feature = "server")]
+    Purge(cli::purge::PurgeArgs),
     /// List audio input devices and their sample rates.
     Devices,
     /// Redact personal data (HKID, phone, email, card and bank account numbers) from
@@ -222,6 +229,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices => devices(),
         #[cfg(feature = "server")]
         Command::Serve(args) => cli::serve::run(args),
+        #[cfg(feature = "server")]
+        Command::Audit(command) => cli::audit::run(command),
+        #[cfg(feature = "server")]
+        Command::Purge(args) => cli::purge::run(args),
         Command::Redact(args) => cli::redact::run(args),
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use cantocap::asr::TranscribeOptions;
+use cantocap::server::retention::Retention;
 use cantocap::server::{ConfigFile, IpNet, Server, ServerConfig, TlsFiles};
 
 /// Options of `cantocap serve`.
@@ -68,6 +69,20 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Append an audit record (JSON lines, hash-chained; never caption text or
+    /// tokens) for every session, viewer, refusal, transcript download and purge.
+    /// Check it with `cantocap audit verify`.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+    /// Delete session journals and recordings in --data-dir not modified for this
+    /// long: 90m, 12h, 30d, 2w (checked at start and every min(1h, DURATION/10))
+    /// [default: keep forever].
+    #[arg(long, value_name = "DURATION")]
+    pub retention: Option<Retention>,
+    /// Also write each ingest connection's audio to DATA_DIR/SESSION.N.wav (16 kHz
+    /// mono). Without it, audio is never written to disk. Needs --data-dir.
+    #[arg(long)]
+    pub record_audio: bool,
     /// Do not log connections to stderr.
     #[arg(short, long)]
     pub quiet: bool,
@@ -121,6 +136,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         config.tls = Some(TlsFiles { cert, key });
     }
     let scheme = if config.tls.is_some() { "https" } else { "http" };
+    if let Some(path) = args.audit_log {
+        config.audit_log = Some(path);
+    }
+    if let Some(retention) = args.retention {
+        config.retention = Some(retention.0);
+    }
+    config.record_audio |= args.record_audio;
     config.check()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

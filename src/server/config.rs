@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::allow::IpNet;
 use super::auth::TokenEntry;
 use super::protocol::valid_session_id;
+use super::retention::Retention;
 use super::tls::TlsFiles;
 use crate::asr::TranscribeOptions;
 use crate::{Error, Result};
@@ -114,6 +115,15 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Log connections to stderr (never tokens or caption text). Default true.
     pub log: bool,
+    /// Append-only audit log (JSON lines, hash-chained; see [`super::audit`]).
+    /// Default: none.
+    pub audit_log: Option<PathBuf>,
+    /// Delete session journals and recordings not modified for this long (see
+    /// [`super::retention`]). Default: keep forever.
+    pub retention: Option<Duration>,
+    /// Write each ingest connection's audio to `DATA_DIR/SESSION.N.wav` (needs
+    /// `data_dir`). Default false: audio never touches the disk.
+    pub record_audio: bool,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +141,9 @@ impl Default for ServerConfig {
             allow_ips: Vec::new(),
             tls: None,
             log: true,
+            audit_log: None,
+            retention: None,
+            record_audio: false,
         }
     }
 }
@@ -142,6 +155,9 @@ impl Default for ServerConfig {
 /// allow_ips = ["127.0.0.0/8", "::1/128", "10.20.0.0/16"]   # empty or absent: all
 /// tls_cert = "/etc/cantocap/fullchain.pem"                  # both or neither
 /// tls_key = "/etc/cantocap/privkey.pem"
+/// audit_log = "/var/log/cantocap/audit.jsonl"
+/// retention = "30d"               # delete journals and recordings after 30 days idle
+/// record_audio = false            # true writes DATA_DIR/SESSION.N.wav (needs --data-dir)
 ///
 /// [[tokens]]
 /// name = "jitsi-gateway"          # for logs; the token itself is never logged
@@ -178,6 +194,12 @@ pub struct ConfigFile {
     pub tls_key: Option<PathBuf>,
     /// Limits (each optional).
     pub limits: Option<Limits>,
+    /// The audit log.
+    pub audit_log: Option<PathBuf>,
+    /// How long session files are kept (`30d`, `12h`, `90m`).
+    pub retention: Option<Retention>,
+    /// Record audio.
+    pub record_audio: Option<bool>,
 }
 
 impl ConfigFile {
@@ -225,6 +247,9 @@ impl ConfigFile {
         if let Some(limits) = self.limits {
             config.limits = limits;
         }
+        config.audit_log = self.audit_log.or(config.audit_log.take());
+        config.retention = self.retention.map(|r| r.0).or(config.retention);
+        config.record_audio = self.record_audio.unwrap_or(config.record_audio);
     }
 }
 
@@ -246,6 +271,16 @@ impl ServerConfig {
             || self.limits.broadcast_capacity == 0
         {
             return Err(Error::ServerConfig { reason: "limits: max_sessions, broadcast_capacity must be above 0 and max_frame_bytes at least 64".into() });
+        }
+        if self.retention.is_some() && self.data_dir.is_none() {
+            return Err(Error::ServerConfig {
+                reason: "retention applies to the data folder (without one, finals live in memory until the server stops): pass --data-dir DIR with --retention".into(),
+            });
+        }
+        if self.record_audio && self.data_dir.is_none() {
+            return Err(Error::ServerConfig {
+                reason: "recording audio needs a data folder to write it to: pass --data-dir DIR with --record-audio".into(),
+            });
         }
         Ok(())
     }
@@ -279,6 +314,22 @@ max_sessions = 3
             ConfigFile::parse("[[tokens]]\ntoken = \"0123456789\"\nroles = [\"root\"]").is_err()
         );
         assert!(ConfigFile::parse("bogus = 1").is_err());
+        let file =
+            ConfigFile::parse("retention = \"12h\"\nrecord_audio = true\naudit_log = \"a.jsonl\"")
+                .unwrap();
+        let mut config = ServerConfig::default();
+        file.apply(&mut config);
+        assert_eq!(config.retention, Some(Duration::from_secs(12 * 3600)));
+        assert!(config.record_audio && config.audit_log.is_some());
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("--data-dir") && err.contains("--retention"), "{err}");
+        config.retention = None;
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("--data-dir") && err.contains("--record-audio"), "{err}");
+        config.data_dir = Some(PathBuf::from("data"));
+        assert!(config.check().is_ok());
+        let err = ConfigFile::parse("retention = \"soon\"").unwrap_err();
+        assert!(err.contains("not a duration"), "{err}");
     }
 
     #[test]

@@ -21,7 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::audit::{Client, Event};
 use super::protocol::{self, close, ClientMessage, ErrorCode, ErrorMessage, Start};
+use super::recording::Recorder;
 use super::session::{Continuation, Session};
 use super::viewers::{refuse, truncate};
 use super::{signalled, Shared};
@@ -53,7 +55,34 @@ enum End {
     Stop,
     Shutdown,
     Dropped,
-    Failed,
+    /// With the error sent, when the connection's task sent it.
+    Failed(Option<ErrorCode>),
+}
+
+impl End {
+    /// The `detail` of the `session_closed` audit record.
+    fn detail(self) -> &'static str {
+        match self {
+            End::Stop => "stop",
+            End::Shutdown => "shutdown",
+            End::Dropped => "dropped",
+            End::Failed(Some(code)) => code.name(),
+            End::Failed(None) => "failed",
+        }
+    }
+}
+
+/// Errors that mean a client ran into a limit (audited as `limit_hit`).
+fn is_limit(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::FrameTooBig
+            | ErrorCode::TooFast
+            | ErrorCode::RateLimited
+            | ErrorCode::SessionTooLong
+            | ErrorCode::IdleTimeout
+            | ErrorCode::TooManySessions
+    )
 }
 
 /// Holds one of the `max_sessions` ingest slots.
@@ -67,7 +96,7 @@ impl Drop for Slot {
 }
 
 /// Serve one ingest connection for session `id`.
-pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
+pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Client) {
     let limits = shared.config.limits.clone();
     if *shared.shutdown.borrow() {
         return refuse(&mut ws, &shared, ErrorCode::ShuttingDown, "the server is shutting down")
@@ -88,7 +117,9 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
             "the server already has {} ingest sessions; try again later",
             limits.max_sessions
         );
-        return refuse(&mut ws, &shared, ErrorCode::TooManySessions, &msg).await;
+        let code = ErrorCode::TooManySessions;
+        shared.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
+        return refuse(&mut ws, &shared, code, &msg).await;
     }
     shared.metrics.sessions.fetch_add(1, Relaxed);
     let slot = Slot(Arc::clone(&shared));
@@ -142,6 +173,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
     };
     let (session, continuation) = session;
     shared.metrics.sessions_total.fetch_add(1, Relaxed);
+    shared.audit(client.entry(Event::SessionOpened).session(&id));
 
     let (sink, mut stream) = ws.split();
     let (out, out_rx) = mpsc::unbounded_channel();
@@ -164,9 +196,9 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
             model,
         };
         let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
-            job.run();
+            let summary = job.run();
             drop(slot);
-            let _ = done_tx.send(());
+            let _ = done_tx.send(summary);
         });
         if spawned.is_err() {
             let _ =
@@ -179,7 +211,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
     let _ = input.send(Input::Finish);
     drop(input);
     // The engine thread sends its last events before signalling.
-    let _ = done_rx.await;
+    let (audio_ms, finals) = done_rx.await.unwrap_or_default();
     match end {
         End::Stop => {
             let _ = out.send(Out::Close(close::NORMAL, "stopped"));
@@ -187,7 +219,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
         End::Shutdown => {
             let _ = out.send(Out::Close(close::GOING_AWAY, "server shutting down"));
         }
-        End::Dropped | End::Failed => {}
+        End::Dropped | End::Failed(_) => {}
     }
     drop(out);
     // Let the client's close frame arrive (completing the closing handshake).
@@ -197,7 +229,21 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
         })
         .await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let close_code = tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    if let End::Failed(Some(code)) = end {
+        if is_limit(code) {
+            shared.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
+        }
+    }
+    let mut closed = client.entry(Event::SessionClosed).session(&id).detail(end.detail());
+    closed.audio_s = Some(audio_ms as f64 / 1000.0);
+    closed.captions = Some(finals);
+    closed.close_code = close_code;
+    shared.audit(closed);
 }
 
 /// Why a first message is not a usable `start`: an unsupported sample format is
@@ -229,7 +275,7 @@ async fn read_loop(
     let mut window = (Instant::now(), 0u32);
     let fail = |code: ErrorCode, msg: String| {
         let _ = out.send(Out::Fail(code, msg));
-        End::Failed
+        End::Failed(Some(code))
     };
     loop {
         let next = tokio::select! {
@@ -312,7 +358,7 @@ async fn read_loop(
                     );
                 }
                 if input.send(Input::Audio { samples, end_ms, at: Instant::now() }).is_err() {
-                    return End::Failed; // the engine failed and has said so
+                    return End::Failed(None); // the engine failed and has said so
                 }
             }
             Message::Text(text) => {
@@ -331,12 +377,13 @@ async fn read_loop(
     }
 }
 
+/// Returns the close code it sent, if it sent one.
 async fn write_loop(
     mut sink: SplitSink<Ws, Message>,
     mut rx: mpsc::UnboundedReceiver<Out>,
     script: Script,
     shared: Arc<Shared>,
-) {
+) -> Option<u16> {
     while let Some(out) = rx.recv().await {
         let sent = match out {
             Out::Text(text) => sink.send(Message::text(text)).await,
@@ -349,7 +396,7 @@ async fn write_loop(
                     reason: Utf8Bytes::from(truncate(&message)),
                 };
                 let _ = sink.send(Message::Close(Some(frame))).await;
-                break;
+                return Some(code.close_code());
             }
             Out::Close(code, reason) => {
                 let _ = sink
@@ -358,13 +405,14 @@ async fn write_loop(
                         reason: reason.into(),
                     })))
                     .await;
-                break;
+                return Some(code);
             }
         };
         if sent.is_err() {
             break;
         }
     }
+    None
 }
 
 /// What the engine has shown so far, in its own segment ids.
@@ -372,6 +420,8 @@ async fn write_loop(
 struct Shown {
     last_final: u64,
     partial: Option<CaptionEvent>,
+    /// Finals published.
+    finals: u64,
 }
 
 /// Everything the engine thread owns.
@@ -386,7 +436,8 @@ struct Job {
 }
 
 impl Job {
-    fn run(self) {
+    /// Returns the ms of audio received and the finals published.
+    fn run(self) -> (u64, u64) {
         let mut transcribe = self.shared.config.transcribe.clone();
         if let Some(language) = &self.start.language {
             transcribe.language = Some(language.clone());
@@ -409,7 +460,7 @@ impl Job {
                 };
                 let _ = self.out.send(Out::Fail(code, e.to_string()));
                 self.session.end_ingest(self.continuation.time_offset_ms);
-                return;
+                return (0, 0);
             }
         };
         let limits = &self.shared.config.limits;
@@ -436,6 +487,7 @@ impl Job {
             self.session.id, self.start.sample_rate, self.start.channels
         ));
 
+        let mut recorder = self.recorder();
         let mut arrivals = VecDeque::new();
         let mut shown = Shown::default();
         let mut failed = false;
@@ -456,6 +508,11 @@ impl Job {
             }
             if audio.is_empty() {
                 continue;
+            }
+            if let Some(Err(e)) = recorder.as_mut().map(|r| r.push(&audio)) {
+                self.shared
+                    .log(format_args!("session {}: recording stopped: {e}", self.session.id));
+                recorder = None;
             }
             let events = {
                 let _permit = self.shared.pool.acquire();
@@ -492,12 +549,27 @@ impl Job {
             });
             self.emit(events, &mut arrivals, &mut shown);
         }
+        if let Some(Err(e)) = recorder.map(Recorder::finish) {
+            self.shared.log(format_args!("session {}: recording: {e}", self.session.id));
+        }
         self.session.end_ingest(self.continuation.time_offset_ms + engine.stats().pushed_ms);
         self.shared.log(format_args!(
             "session {}: ingest ended after {:.1} s of audio",
             self.session.id,
             engine.stats().pushed_ms as f64 / 1000.0
         ));
+        (engine.stats().pushed_ms, shown.finals)
+    }
+
+    /// The recorder of this connection's audio, with `record_audio` only.
+    fn recorder(&self) -> Option<Recorder> {
+        let config = &self.shared.config;
+        let dir = config.data_dir.as_deref().filter(|_| config.record_audio)?;
+        Recorder::create(dir, &self.session.id, self.start.sample_rate, self.start.channels)
+            .inspect_err(|e| {
+                self.shared.log(format_args!("session {}: cannot record: {e}", self.session.id))
+            })
+            .ok()
     }
 
     /// Publish events; false (after telling the client) if the engine failed.
@@ -534,6 +606,7 @@ impl Job {
                     metrics.final_latency.observe_ms(at.elapsed().as_millis() as u64);
                 }
                 metrics.finals.fetch_add(1, Relaxed);
+                shown.finals += 1;
             } else {
                 metrics.partials.fetch_add(1, Relaxed);
             }

@@ -17,6 +17,7 @@
 //! - [`allow`]: the IP allow-list, checked before a request is read; TLS with
 //!   rustls when [`ServerConfig::tls`] names a certificate.
 //! - [`journal`]: finals as JSON lines, written as they are emitted.
+//! - [`audit`]: the hash-chained audit log; [`retention`]: deleting old sessions.
 //! - [`metrics`]: the Prometheus counters.
 //!
 //! Start one in-process (tests, embedding) with [`Server::bind`]:
@@ -34,6 +35,7 @@
 //! ```
 
 pub mod allow;
+pub mod audit;
 pub mod auth;
 pub mod config;
 mod conn;
@@ -42,6 +44,8 @@ mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod protocol;
+mod recording;
+pub mod retention;
 mod rfc3339;
 mod session;
 mod tls;
@@ -85,6 +89,7 @@ pub(crate) struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
     viewers_off: watch::Receiver<bool>,
+    audit: Option<audit::AuditLog>,
 }
 
 impl Shared {
@@ -141,6 +146,7 @@ impl Server {
             std::fs::create_dir_all(dir)
                 .map_err(|source| Error::Io { path: dir.clone(), source })?;
         }
+        let audit = config.audit_log.as_deref().map(audit::AuditLog::open).transpose()?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| Error::ServerConfig {
             reason: format!("cannot listen on {}: {e}", config.listen),
         })?;
@@ -159,7 +165,15 @@ impl Server {
             shutdown: shutdown_rx,
             viewers_off: viewers_off_rx,
             config,
+            audit,
         });
+        shared.audit(
+            audit::Entry::new(audit::Event::ConfigLoaded)
+                .detail(audit::config_summary(&shared.config, addr)),
+        );
+        if let Some(retention) = shared.config.retention {
+            tokio::spawn(retention::run(Arc::clone(&shared), retention));
+        }
         {
             let shared = Arc::clone(&shared);
             tokio::task::spawn_blocking(move || {
@@ -300,6 +314,15 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
             .await
         }
     };
+    let session_in_path = match parts.as_slice() {
+        ["v1", _, id] | ["v1", "sessions", id, _] if valid_session_id(id) => Some(*id),
+        _ => None,
+    };
+    let refused = |why: &str| {
+        let mut entry = audit::Entry::new(audit::Event::AuthFailed).client(peer).detail(why);
+        entry.session = session_in_path.map(str::to_string);
+        shared.audit(entry);
+    };
     let who = match needs {
         None => "anonymous",
         Some((role, scope)) => {
@@ -309,6 +332,7 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
                 Ok(who) => who,
                 Err(Denied::Unauthorized) => {
                     shared.log(format_args!("{peer}: {} refused: no valid token", request.path));
+                    refused("unauthorized");
                     let body = http::json_error(
                         "unauthorized",
                         "a valid bearer token is needed (Authorization: Bearer or ?token=)",
@@ -317,6 +341,7 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
                 }
                 Err(Denied::Expired) => {
                     shared.log(format_args!("{peer}: {} refused: token expired", request.path));
+                    refused("token_expired");
                     let body = http::json_error(
                         "token_expired",
                         "this token has expired; ask the operator for a new one",
@@ -325,6 +350,7 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
                 }
                 Err(Denied::Forbidden(why)) => {
                     shared.log(format_args!("{peer}: {} refused: {why}", request.path));
+                    refused("forbidden_role");
                     return http::respond(
                         stream,
                         403,
@@ -344,6 +370,7 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
         )
     {
         shared.log(format_args!("{peer}: {} refused: origin not allowed", request.path));
+        refused("origin_not_allowed");
         return http::respond(
             stream,
             403,
@@ -352,6 +379,8 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
         )
         .await;
     }
+    let client =
+        audit::Client { addr: peer, token: (!config.tokens.is_empty()).then(|| who.to_string()) };
     let ready = shared.model.get().is_some();
     match parts.as_slice() {
         ["livez"] => http::respond(stream, 200, "text/plain", b"ok\n").await,
@@ -367,7 +396,9 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
             .await;
         }
         [""] => http::respond(stream, 200, "text/html; charset=utf-8", OVERLAY.as_bytes()).await,
-        ["v1", "sessions", id, "transcript"] => transcript(stream, &request, &shared, id).await,
+        ["v1", "sessions", id, "transcript"] => {
+            transcript(stream, &request, &shared, id, &client).await
+        }
         ["v1", kind @ ("ingest" | "captions"), id] => {
             if !request.is_websocket() {
                 return http::respond(stream, 426, "text/plain", b"this endpoint is a WebSocket\n")
@@ -401,11 +432,11 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
             }
             shared.log(format_args!("{peer}: {kind} {id} ({who})"));
             if *kind == "ingest" {
-                ingest::run(ws, shared, id).await;
+                ingest::run(ws, shared, id, client).await;
             } else {
                 match shared.sessions.get(&id, config.data_dir.as_deref(), false) {
                     Ok(Some(session)) => {
-                        viewers::run(ws, Arc::clone(&shared), session, script).await
+                        viewers::run(ws, Arc::clone(&shared), session, script, client).await
                     }
                     Ok(None) => {
                         viewers::refuse(
@@ -434,7 +465,13 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
 }
 
 /// `GET /v1/sessions/{id}/transcript?format=srt|vtt|jsonl|txt&script=…`
-async fn transcript(stream: tls::Conn, request: &http::Request, shared: &Shared, id: &str) {
+async fn transcript(
+    stream: tls::Conn,
+    request: &http::Request,
+    shared: &Shared,
+    id: &str,
+    client: &audit::Client,
+) {
     let bad = |msg: &str| http::json_error("bad_request", msg);
     let format = match request.query("format").unwrap_or("srt").parse::<CaptionFormat>() {
         Ok(f) => f,
@@ -504,6 +541,10 @@ async fn transcript(stream: tls::Conn, request: &http::Request, shared: &Shared,
         CaptionFormat::Jsonl => "application/jsonl; charset=utf-8",
         CaptionFormat::Txt => "text/plain; charset=utf-8",
     };
+    let mut entry =
+        client.entry(audit::Event::TranscriptRead).session(id).detail(format.to_string());
+    entry.captions = Some(segments.len() as u64);
+    shared.audit(entry);
     http::respond(stream, 200, content_type, &body).await
 }
 

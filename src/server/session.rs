@@ -224,6 +224,24 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Whether the session has an active ingest connection.
+    pub(crate) fn is_ingesting(&self, id: &str) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.get(id).is_some_and(|s| s.lock().ingesting)
+    }
+
+    /// Forget these sessions (their files were purged), except any being ingested.
+    pub(crate) fn forget<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            if sessions.get(id).is_some_and(|s| !s.lock().ingesting) {
+                sessions.remove(id);
+            }
+        }
+    }
+}
+
 /// A counting semaphore for decode slots, for plain threads.
 pub(crate) struct ComputePool {
     free: Mutex<usize>,

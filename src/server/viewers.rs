@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::audit::{Client, Event};
 use super::protocol::{close, ErrorCode, ErrorMessage};
 use super::session::{Published, Session};
 use super::{signalled, Shared};
@@ -46,17 +47,24 @@ pub(crate) fn truncate(message: &str) -> String {
     message[..end].to_string()
 }
 
-struct ViewerGuard<'a>(&'a Shared, &'a Session);
+struct ViewerGuard<'a>(&'a Shared, &'a Session, &'a Client);
 
 impl Drop for ViewerGuard<'_> {
     fn drop(&mut self) {
         self.0.metrics.viewers.fetch_sub(1, Relaxed);
         self.1.viewers.fetch_sub(1, Relaxed);
+        self.0.audit(self.2.entry(Event::ViewerLeft).session(&self.1.id));
     }
 }
 
 /// Serve one viewer until it leaves or the server shuts down.
-pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, session: Arc<Session>, script: Script) {
+pub(crate) async fn run(
+    mut ws: Ws,
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    script: Script,
+    client: Client,
+) {
     let limits = &shared.config.limits;
     if session.viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         session.viewers.fetch_sub(1, Relaxed);
@@ -64,11 +72,14 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, session: Arc<Session>, 
             "session {} already has {} viewers",
             session.id, limits.max_viewers_per_session
         );
-        refuse(&mut ws, &shared, ErrorCode::TooManyViewers, &msg).await;
+        let code = ErrorCode::TooManyViewers;
+        shared.audit(client.entry(Event::LimitHit).session(&session.id).detail(code.name()));
+        refuse(&mut ws, &shared, code, &msg).await;
         return;
     }
     shared.metrics.viewers.fetch_add(1, Relaxed);
-    let _guard = ViewerGuard(&shared, &session);
+    shared.audit(client.entry(Event::ViewerJoined).session(&session.id).detail(script.name()));
+    let _guard = ViewerGuard(&shared, &session, &client);
     let write_timeout = Duration::from_secs(limits.viewer_write_secs.max(1));
     // Viewers stay until the ingest sessions have finalized at shutdown.
     let mut shutdown = shared.viewers_off.clone();

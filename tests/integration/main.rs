@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod import;
 mod network;
+mod privacy;
 mod redact;
 mod script;
 mod server;
