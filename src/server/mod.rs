@@ -35,6 +35,7 @@ pub mod config;
 mod http;
 mod ingest;
 pub mod journal;
+mod linger;
 pub mod metrics;
 pub mod protocol;
 mod session;
@@ -163,6 +164,7 @@ impl Server {
                 }
             });
         }
+        tokio::spawn(linger::sweep(Arc::clone(&shared)));
         let (task_tx, tasks) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), task_tx));
         Ok(Server {
