@@ -8,8 +8,11 @@
 mod audio;
 mod caption;
 mod cli;
+mod client;
 mod common;
 mod import;
+mod linger;
+mod overlay;
 mod redact;
 mod script;
 mod server;
