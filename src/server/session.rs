@@ -347,8 +347,9 @@ mod tests {
         held.begin_ingest(data).unwrap().unwrap();
         held.publish(final_(1, "kept")).1.unwrap();
         held.end_ingest(10);
-        registry.get("b", data, true).unwrap().unwrap(); // created, then let go
-        // "a" is still held (an ingest, a viewer): it stays, however long.
+        // "b" is created, then let go; "a" is still held (an ingest, a viewer).
+        registry.get("b", data, true).unwrap().unwrap();
+        // Held, "a" stays however long.
         assert!(registry.evict_idle(linger, t0).is_empty());
         assert_eq!(registry.evict_idle(linger, t0 + linger * 2), ["b"]);
         assert_eq!(registry.len(), 1);

@@ -68,7 +68,10 @@ fn shown_finals(dom: &str) -> Vec<String> {
         .skip(1)
         .map(|rest| {
             let text = &rest[..rest.find("</span>").expect("a closed span")];
-            text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
+            text.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&amp;", "&")
         })
         .collect()
 }
@@ -99,9 +102,8 @@ async fn the_overlay_page_shows_the_sessions_finals_in_chromium() {
     // A viewer that joins late gets the backlog: every final, in the page's script.
     let n = finals.len();
     let url = format!("http://{addr}/?session=stage&script=hk&font=30&lines={n}");
-    let dom = tokio::task::spawn_blocking(move || dump_dom(&url, &dir.path().join("p1")))
-        .await
-        .unwrap();
+    let dom =
+        tokio::task::spawn_blocking(move || dump_dom(&url, &dir.path().join("p1"))).await.unwrap();
     assert_eq!(shown_finals(&dom), finals, "page:\n{dom}");
     assert_eq!(shown_partial(&dom), "", "the finals replaced the partial");
     assert!(dom.contains(r#"<div id="captions" style="font-size: 30px;">"#), "{dom}");
