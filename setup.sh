@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-demo}
 
-packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git)
+# chromium: the overlay page test (tests/integration/overlay.rs) loads the page in it.
+packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

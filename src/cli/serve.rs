@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Longest ingest connection, in seconds of audio [default: 14400].
     #[arg(long)]
     pub max_session_secs: Option<u64>,
+    /// Seconds an ended session (no ingest, no viewers) stays in memory; with
+    /// --data-dir its journal reloads on demand [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pub session_linger_secs: Option<u64>,
     /// New audio between decodes, in ms.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=10_000))]
     pub step_ms: u64,
@@ -143,6 +147,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         config.retention = Some(retention.0);
     }
     config.record_audio |= args.record_audio;
+    if let Some(v) = args.session_linger_secs {
+        limits.session_linger_secs = v;
+    }
     config.check()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -53,6 +53,12 @@ pub struct Limits {
     /// decodes longer steps (lag grows visibly instead of a queue). Default: CPU
     /// cores / decode threads, at least 1.
     pub decode_slots: usize,
+    /// Seconds a session stays in memory once it has no ingest connection and no
+    /// viewers; then it is dropped. With a data dir its finals stay in the journal
+    /// and are read back when a viewer, a transcript request or an ingest asks for
+    /// the session again; without one they are gone (viewers then get
+    /// `unknown_session`). Default 600 (10 min).
+    pub session_linger_secs: u64,
 }
 
 impl Default for Limits {
@@ -73,6 +79,7 @@ impl Default for Limits {
             broadcast_capacity: 256,
             viewer_write_secs: 10,
             decode_slots: (cores / threads).max(1),
+            session_linger_secs: 600,
         }
     }
 }

@@ -185,7 +185,10 @@ pub(crate) async fn upgrade(
         derive_accept_key(key.as_bytes())
     );
     stream.write_all(head.as_bytes()).await.ok()?;
+    // The read buffer is allocated up front, 128 KiB by default: viewers, whose
+    // messages are tiny, get a small one (1,000 viewers: 4 MiB instead of 128).
     let config = WebSocketConfig::default()
+        .read_buffer_size(max_message.min(128 * 1024))
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     Some(WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await)

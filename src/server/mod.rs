@@ -42,6 +42,7 @@ mod conn;
 mod http;
 mod ingest;
 pub mod journal;
+mod linger;
 pub mod metrics;
 pub mod protocol;
 mod recording;
@@ -189,6 +190,7 @@ impl Server {
                 }
             });
         }
+        tokio::spawn(linger::sweep(Arc::clone(&shared)));
         let (task_tx, tasks) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), task_tx));
         Ok(Server {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -99,6 +100,9 @@ pub(crate) struct Session {
     tx: broadcast::Sender<Arc<Published>>,
     state: Mutex<State>,
     pub(crate) viewers: std::sync::atomic::AtomicUsize,
+    /// Since when only the registry holds the session (set by the sweeps of
+    /// [`Registry::evict_idle`], cleared by each [`Registry::get`]).
+    unused_since: Mutex<Option<Instant>>,
 }
 
 impl Session {
@@ -114,7 +118,12 @@ impl Session {
                 time_offset_ms,
             }),
             viewers: Default::default(),
+            unused_since: Mutex::new(None),
         }
+    }
+
+    fn unused_since(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.unused_since.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -210,6 +219,7 @@ impl Registry {
     ) -> Result<Option<Arc<Session>>> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = sessions.get(id) {
+            *s.unused_since() = None;
             return Ok(Some(Arc::clone(s)));
         }
         let journal_path = data_dir.map(|d| journal::path_for(d, id)).filter(|p| p.is_file());
@@ -221,6 +231,37 @@ impl Registry {
         let session = Arc::new(Session::new(id, finals, self.capacity));
         sessions.insert(id.to_string(), Arc::clone(&session));
         Ok(Some(session))
+    }
+
+    /// Drop the sessions that nothing has used for `linger`, and return their ids.
+    /// A session is unused when the registry holds the only reference: every
+    /// ingest connection, viewer and transcript request holds its own while it
+    /// runs, and takes it through [`Registry::get`] under the same lock, so nothing
+    /// can pick a session up while it is being dropped. Called periodically; the
+    /// first call that finds a session unused starts its clock.
+    pub(crate) fn evict_idle(&self, linger: Duration, now: Instant) -> Vec<String> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dropped = Vec::new();
+        sessions.retain(|id, session| {
+            let mut since = session.unused_since();
+            if Arc::strong_count(session) > 1 {
+                *since = None;
+                return true;
+            }
+            let unused = now.saturating_duration_since(*since.get_or_insert(now));
+            if unused >= linger {
+                dropped.push(id.clone());
+                return false;
+            }
+            true
+        });
+        dropped
+    }
+
+    /// Sessions held in memory.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -311,6 +352,41 @@ mod tests {
         assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
         let resent: Vec<_> = s.finals_after(2).iter().map(|f| f.segment()).collect();
         assert_eq!(resent, (3..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn unused_sessions_leave_memory_after_the_linger_and_come_back_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Some(dir.path());
+        let linger = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let registry = Registry::new(4);
+        let held = registry.get("a", data, true).unwrap().unwrap();
+        held.begin_ingest(data).unwrap().unwrap();
+        held.publish(final_(1, "kept")).1.unwrap();
+        held.end_ingest(10);
+        // "b" is created, then let go; "a" is still held (an ingest, a viewer).
+        registry.get("b", data, true).unwrap().unwrap();
+        // Held, "a" stays however long.
+        assert!(registry.evict_idle(linger, t0).is_empty());
+        assert_eq!(registry.evict_idle(linger, t0 + linger * 2), ["b"]);
+        assert_eq!(registry.len(), 1);
+        drop(held);
+        // The clock starts when a sweep first finds it unused; a use restarts it.
+        assert!(registry.evict_idle(linger, t0 + linger * 3).is_empty());
+        registry.get("a", data, false).unwrap().unwrap();
+        assert!(registry.evict_idle(linger, t0 + linger * 4).is_empty());
+        assert!(registry.evict_idle(linger, t0 + linger * 5 - Duration::from_secs(1)).is_empty());
+        assert_eq!(registry.evict_idle(linger, t0 + linger * 5), ["a"]);
+        assert_eq!(registry.len(), 0);
+        // The finals come back from the journal, and the session continues after them.
+        let again = registry.get("a", data, false).unwrap().unwrap();
+        assert_eq!(again.finals(), [final_(1, "kept")]);
+        assert_eq!(again.begin_ingest(data).unwrap().unwrap().segment_offset, 1);
+        // Without a data dir an evicted session is gone.
+        registry.get("m", None, true).unwrap().unwrap();
+        registry.evict_idle(Duration::ZERO, t0);
+        assert!(registry.get("m", None, false).unwrap().is_none());
     }
 
     #[test]

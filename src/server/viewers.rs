@@ -1,10 +1,11 @@
 //! Caption viewers: one task per WebSocket, reading the session's broadcast.
 //!
 //! A viewer first gets `ready`, then the latest finals (the backlog), then live
-//! events in its script. A viewer that falls behind the broadcast
-//! (`RecvError::Lagged`) gets every final it missed again from the session and
-//! skips the stale partials; it never receives a partial older than one already
-//! sent, nor the same final twice. A viewer whose socket stalls is dropped after
+//! events in its script. A viewer that is behind (events queue up while its socket
+//! is slow) gets every queued final but only the newest queued partial; one that
+//! falls out of the broadcast (`RecvError::Lagged`) gets every final it missed
+//! again from the session and skips the partials; it never receives a partial older
+//! than one already sent, nor the same final twice. A viewer whose socket stalls is dropped after
 //! `viewer_write_secs`; the broadcast never waits for anyone, so viewers cannot slow
 //! ingest.
 
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::Receiver;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -138,13 +140,18 @@ pub(crate) async fn run(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
-            event = rx.recv() => match event {
-                Ok(p) => {
+            event = rx.recv() => {
+                let (queued, lagged) = match event {
+                    Ok(p) => queued_after(p, &mut rx),
+                    Err(RecvError::Lagged(_)) => (Vec::new(), true),
+                    Err(RecvError::Closed) => return,
+                };
+                for p in without_stale_partials(queued) {
                     if !send!(&p) {
                         return;
                     }
                 }
-                Err(RecvError::Lagged(_)) => {
+                if lagged {
                     shared.metrics.viewer_lagged.fetch_add(1, Relaxed);
                     for p in session.finals_after(last_final) {
                         if !send!(&p) {
@@ -152,7 +159,6 @@ pub(crate) async fn run(
                         }
                     }
                 }
-                Err(RecvError::Closed) => return,
             },
             _ = signalled(&mut shutdown) => {
                 let frame = CloseFrame { code: CloseCode::from(close::GOING_AWAY), reason: "server shutting down".into() };
@@ -160,5 +166,94 @@ pub(crate) async fn run(
                 return;
             }
         }
+    }
+}
+
+/// `first` and every event already waiting behind it; true if the receiver lagged
+/// (events were lost after those).
+fn queued_after(
+    first: Arc<Published>,
+    rx: &mut Receiver<Arc<Published>>,
+) -> (Vec<Arc<Published>>, bool) {
+    let mut queued = vec![first];
+    loop {
+        match rx.try_recv() {
+            Ok(p) => queued.push(p),
+            Err(TryRecvError::Lagged(_)) => return (queued, true),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return (queued, false),
+        }
+    }
+}
+
+/// Every final, in order, and only the last partial: the earlier ones would be
+/// replaced on screen before anyone could read them.
+fn without_stale_partials(mut queued: Vec<Arc<Published>>) -> Vec<Arc<Published>> {
+    let last_partial = queued.iter().rposition(|p| !p.event.is_final());
+    let mut i = 0;
+    queued.retain(|p| {
+        i += 1;
+        p.event.is_final() || Some(i - 1) == last_partial
+    });
+    queued
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asr::CaptionEvent;
+
+    fn partial(segment: u64, revision: u32) -> Arc<Published> {
+        Published::new(CaptionEvent::Partial {
+            segment,
+            revision,
+            text: format!("{segment}.{revision}"),
+            start_ms: 0,
+            end_ms: 0,
+            emitted_ms: 0,
+            lag_ms: 0,
+        })
+    }
+
+    fn final_(segment: u64) -> Arc<Published> {
+        Published::new(CaptionEvent::Final {
+            segment,
+            text: segment.to_string(),
+            start_ms: 0,
+            end_ms: 0,
+            emitted_ms: 0,
+            lag_ms: 0,
+        })
+    }
+
+    #[test]
+    fn a_viewer_behind_gets_every_final_and_only_the_newest_partial() {
+        let queued =
+            vec![partial(1, 1), partial(1, 2), final_(1), partial(2, 1), partial(2, 2), final_(2)];
+        let sent: Vec<_> =
+            without_stale_partials(queued).iter().map(|p| p.event.text().to_string()).collect();
+        assert_eq!(sent, ["1", "2.2", "2"]);
+        let queued = vec![final_(3), partial(4, 1), partial(4, 2), partial(4, 3)];
+        let sent: Vec<_> =
+            without_stale_partials(queued).iter().map(|p| p.event.text().to_string()).collect();
+        assert_eq!(sent, ["3", "4.3"]);
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_taken_at_once_and_a_lag_is_reported() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(4);
+        for r in 1..=3 {
+            assert!(tx.send(partial(1, r)).is_ok());
+        }
+        let first = rx.recv().await.unwrap();
+        let (queued, lagged) = queued_after(first, &mut rx);
+        assert_eq!((queued.len(), lagged), (3, false));
+        for r in 4..=9 {
+            assert!(tx.send(partial(1, r)).is_ok());
+        }
+        assert!(tx.send(final_(1)).is_ok());
+        let first = partial(1, 3);
+        let (queued, lagged) = queued_after(first, &mut rx);
+        assert!(lagged);
+        assert_eq!(queued.len(), 1);
     }
 }

@@ -8,9 +8,12 @@
 mod audio;
 mod caption;
 mod cli;
+mod client;
 mod common;
 mod import;
+mod linger;
 mod network;
+mod overlay;
 mod privacy;
 mod redact;
 mod script;

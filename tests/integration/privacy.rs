@@ -213,6 +213,7 @@ async fn sessions_are_audited_and_audio_is_recorded_only_when_asked() {
         name: name.into(),
         token: format!("{name}-secret-123"),
         roles,
+        ..Default::default()
     };
     let mut config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
