@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::TokenEntry;
+use super::webhook::WebhookConfig;
 use crate::asr::TranscribeOptions;
 use crate::{Error, Result};
 
@@ -106,6 +107,8 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// Log connections to stderr (never tokens or caption text). Default true.
     pub log: bool,
+    /// Signed webhooks for finals and session closes (see `docs/WEBHOOKS.md`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +124,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allow_anonymous: false,
             log: true,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -142,6 +146,10 @@ impl Default for ServerConfig {
 ///
 /// [limits]
 /// max_sessions = 4
+///
+/// [[webhooks]]                    # signed POSTs of finals; see docs/WEBHOOKS.md
+/// url = "https://erp.example.org/hooks/captions"
+/// secret = "at-least-16-characters"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -152,6 +160,8 @@ pub struct ConfigFile {
     pub allowed_origins: Vec<String>,
     /// Limits (each optional).
     pub limits: Option<Limits>,
+    /// Webhooks (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl ConfigFile {
@@ -182,6 +192,7 @@ impl ConfigFile {
     pub fn apply(self, config: &mut ServerConfig) {
         config.tokens = self.tokens;
         config.allowed_origins = self.allowed_origins;
+        config.webhooks.extend(self.webhooks);
         if let Some(limits) = self.limits {
             config.limits = limits;
         }
@@ -207,7 +218,7 @@ impl ServerConfig {
         {
             return Err(Error::ServerConfig { reason: "limits: max_sessions, broadcast_capacity must be above 0 and max_frame_bytes at least 64".into() });
         }
-        Ok(())
+        self.webhooks.iter().try_for_each(WebhookConfig::check)
     }
 }
 

@@ -493,7 +493,13 @@ impl Job {
             });
             self.emit(events, &mut arrivals, &mut shown);
         }
-        self.session.end_ingest(self.continuation.time_offset_ms + engine.stats().pushed_ms);
+        let end_ms = self.continuation.time_offset_ms + engine.stats().pushed_ms;
+        self.session.end_ingest(end_ms);
+        self.shared.webhooks.on_session_closed(
+            &self.session.id,
+            self.session.finals().len(),
+            end_ms,
+        );
         self.shared.log(format_args!(
             "session {}: ingest ended after {:.1} s of audio",
             self.session.id,
@@ -550,6 +556,7 @@ impl Job {
                 }
             }
             let (published, journaled) = self.session.publish(event);
+            self.shared.webhooks.on_final(&self.session.id, &published.event);
             if let Err(e) = journaled {
                 self.shared.log(format_args!("session {}: journal: {e}", self.session.id));
                 let _ = self
