@@ -396,13 +396,15 @@ impl Webhooks {
             workers.extend(hook.worker.lock().unwrap_or_else(|e| e.into_inner()).take());
         }
         let deadline = tokio::time::Instant::now() + within;
-        for worker in &mut workers {
-            if tokio::time::timeout_at(deadline, &mut *worker).await.is_err() {
-                break;
+        let mut late = Vec::new();
+        for mut worker in workers {
+            if tokio::time::timeout_at(deadline, &mut worker).await.is_err() {
+                late.push(worker);
             }
         }
+        // Out of time: the late workers count what they still hold as dropped.
         let _ = self.abandon.send(true);
-        for worker in workers {
+        for worker in late {
             let _ = worker.await;
         }
     }
