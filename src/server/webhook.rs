@@ -412,13 +412,11 @@ impl Webhooks {
 
 /// Queue without waiting; count a drop when the queue is full or closed.
 fn enqueue(queue: Option<&mpsc::Sender<Delivery>>, delivery: Delivery, counters: &WebhookCounters) {
-    match queue.map(|q| q.try_send(delivery)) {
-        Some(Ok(())) => {
-            counters.queued.fetch_add(1, Relaxed);
-        }
-        Some(Err(_)) | None => {
-            counters.dropped.fetch_add(1, Relaxed);
-        }
+    // Counted before the send, so the worker's decrement never comes first.
+    counters.queued.fetch_add(1, Relaxed);
+    if queue.is_none_or(|q| q.try_send(delivery).is_err()) {
+        counters.queued.fetch_sub(1, Relaxed);
+        counters.dropped.fetch_add(1, Relaxed);
     }
 }
 
