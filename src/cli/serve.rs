@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use cantocap::asr::TranscribeOptions;
 use cantocap::server::retention::Retention;
+use cantocap::server::webhook::{WebhookConfig, SECRET_ENV};
 use cantocap::server::{ConfigFile, IpNet, Server, ServerConfig, TlsFiles};
 
 /// Options of `cantocap serve`.
@@ -59,6 +60,14 @@ pub struct ServeArgs {
     /// TOML file with tokens (roles ingest, view, admin), allowed origins and limits.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// POST each final and session close, signed, to this http(s) URL (repeatable;
+    /// secret from $CANTOCAP_WEBHOOK_SECRET; more options in --config, see
+    /// docs/WEBHOOKS.md).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Vec<String>,
+    /// Deliveries queued per webhook before new ones are dropped [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub webhook_queue: Option<usize>,
     /// Accept clients without tokens on a non-loopback address.
     #[arg(long)]
     pub allow_anonymous: bool,
@@ -133,6 +142,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(v) = args.max_session_secs {
         limits.max_session_secs = v;
     }
+    if let Some(v) = args.session_linger_secs {
+        limits.session_linger_secs = v;
+    }
     if !args.allow_ip.is_empty() {
         config.allow_ips = args.allow_ip;
     }
@@ -147,8 +159,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         config.retention = Some(retention.0);
     }
     config.record_audio |= args.record_audio;
-    if let Some(v) = args.session_linger_secs {
-        limits.session_linger_secs = v;
+    let secret = std::env::var(SECRET_ENV).unwrap_or_default();
+    config.webhooks.extend(args.webhook.into_iter().map(|url| WebhookConfig::new(url, "")));
+    for hook in &mut config.webhooks {
+        if hook.secret.is_empty() {
+            hook.secret.clone_from(&secret);
+        }
+        if let Some(n) = args.webhook_queue {
+            hook.queue = n;
+        }
     }
     config.check()?;
 

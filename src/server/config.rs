@@ -11,6 +11,7 @@ use super::auth::TokenEntry;
 use super::protocol::valid_session_id;
 use super::retention::Retention;
 use super::tls::TlsFiles;
+use super::webhook::WebhookConfig;
 use crate::asr::TranscribeOptions;
 use crate::{Error, Result};
 
@@ -131,6 +132,8 @@ pub struct ServerConfig {
     /// Write each ingest connection's audio to `DATA_DIR/SESSION.N.wav` (needs
     /// `data_dir`). Default false: audio never touches the disk.
     pub record_audio: bool,
+    /// Signed webhooks for finals and session closes (see `docs/WEBHOOKS.md`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl Default for ServerConfig {
@@ -151,6 +154,7 @@ impl Default for ServerConfig {
             audit_log: None,
             retention: None,
             record_audio: false,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -185,6 +189,10 @@ impl Default for ServerConfig {
 ///
 /// [limits]
 /// max_sessions = 4
+///
+/// [[webhooks]]                    # signed POSTs of finals; see docs/WEBHOOKS.md
+/// url = "https://erp.example.org/hooks/captions"
+/// secret = "at-least-16-characters"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -207,6 +215,8 @@ pub struct ConfigFile {
     pub retention: Option<Retention>,
     /// Record audio.
     pub record_audio: Option<bool>,
+    /// Webhooks (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl ConfigFile {
@@ -251,6 +261,7 @@ impl ConfigFile {
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             config.tls = Some(TlsFiles { cert, key });
         }
+        config.webhooks.extend(self.webhooks);
         if let Some(limits) = self.limits {
             config.limits = limits;
         }
@@ -289,7 +300,7 @@ impl ServerConfig {
                 reason: "recording audio needs a data folder to write it to: pass --data-dir DIR with --record-audio".into(),
             });
         }
-        Ok(())
+        self.webhooks.iter().try_for_each(WebhookConfig::check)
     }
 }
 

@@ -552,7 +552,13 @@ impl Job {
         if let Some(Err(e)) = recorder.map(Recorder::finish) {
             self.shared.log(format_args!("session {}: recording: {e}", self.session.id));
         }
-        self.session.end_ingest(self.continuation.time_offset_ms + engine.stats().pushed_ms);
+        let end_ms = self.continuation.time_offset_ms + engine.stats().pushed_ms;
+        self.session.end_ingest(end_ms);
+        self.shared.webhooks.on_session_closed(
+            &self.session.id,
+            self.session.finals().len(),
+            end_ms,
+        );
         self.shared.log(format_args!(
             "session {}: ingest ended after {:.1} s of audio",
             self.session.id,
@@ -622,6 +628,7 @@ impl Job {
                 }
             }
             let (published, journaled) = self.session.publish(event);
+            self.shared.webhooks.on_final(&self.session.id, &published.event);
             if let Err(e) = journaled {
                 self.shared.log(format_args!("session {}: journal: {e}", self.session.id));
                 let _ = self

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use super::protocol::ErrorCode;
 
@@ -41,6 +42,48 @@ impl Histogram {
     }
 }
 
+/// Webhook deliveries (see [`super::webhook`]), shared with the webhook workers.
+#[derive(Debug, Default)]
+pub struct WebhookCounters {
+    /// Delivered (the receiver answered 2xx).
+    pub ok: AtomicU64,
+    /// Given up: attempts used up, or a status that is not retried (4xx other than 429).
+    pub failed: AtomicU64,
+    /// Never attempted: the queue was full, or the server stopped before its turn.
+    pub dropped: AtomicU64,
+    /// Retries (attempts after the first).
+    pub retries: AtomicU64,
+    /// Waiting in the queues now.
+    pub queued: AtomicU64,
+}
+
+impl WebhookCounters {
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP cantocap_webhook_deliveries_total Webhook deliveries by result.\n# TYPE cantocap_webhook_deliveries_total counter"
+        );
+        for (result, n) in [("ok", &self.ok), ("failed", &self.failed), ("dropped", &self.dropped)]
+        {
+            let _ = writeln!(
+                out,
+                "cantocap_webhook_deliveries_total{{result=\"{result}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cantocap_webhook_retries_total Webhook attempts after the first.\n# TYPE cantocap_webhook_retries_total counter\ncantocap_webhook_retries_total {}",
+            self.retries.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cantocap_webhook_queued Webhook deliveries waiting now.\n# TYPE cantocap_webhook_queued gauge\ncantocap_webhook_queued {}",
+            self.queued.load(Relaxed)
+        );
+    }
+}
+
 /// The server's counters. All are lock-free; reading them never blocks a session.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -66,6 +109,8 @@ pub struct Metrics {
     pub ip_denied: AtomicU64,
     /// TLS handshakes that failed or timed out (`kind="tls_handshake"`).
     pub tls_failed: AtomicU64,
+    /// Webhook deliveries.
+    pub webhooks: Arc<WebhookCounters>,
     errors: [AtomicU64; ErrorCode::ALL.len()],
 }
 
@@ -164,6 +209,7 @@ impl Metrics {
             let _ =
                 writeln!(out, "cantocap_errors_total{{kind=\"{kind}\"}} {}", count.load(Relaxed));
         }
+        self.webhooks.render(&mut out);
         out
     }
 }
@@ -187,5 +233,12 @@ mod tests {
         assert!(text.contains("cantocap_ready 1\n"));
         assert!(text.contains("cantocap_errors_total{kind=\"ip_denied\"} 2\n"), "{text}");
         assert!(text.contains("cantocap_errors_total{kind=\"tls_handshake\"} 0\n"));
+        m.webhooks.dropped.fetch_add(3, Relaxed);
+        let text = m.render(true);
+        assert!(
+            text.contains("cantocap_webhook_deliveries_total{result=\"dropped\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("cantocap_webhook_deliveries_total{result=\"ok\"} 0\n"));
     }
 }

@@ -19,6 +19,7 @@
 //! - [`journal`]: finals as JSON lines, written as they are emitted.
 //! - [`audit`]: the hash-chained audit log; [`retention`]: deleting old sessions.
 //! - [`metrics`]: the Prometheus counters.
+//! - [`webhook`]: signed POSTs of finals and session closes (`docs/WEBHOOKS.md`).
 //!
 //! Start one in-process (tests, embedding) with [`Server::bind`]:
 //!
@@ -51,6 +52,7 @@ mod rfc3339;
 mod session;
 mod tls;
 mod viewers;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -91,6 +93,7 @@ pub(crate) struct Shared {
     shutdown: watch::Receiver<bool>,
     viewers_off: watch::Receiver<bool>,
     audit: Option<audit::AuditLog>,
+    webhooks: webhook::Webhooks,
 }
 
 impl Shared {
@@ -155,9 +158,13 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (viewers_off_tx, viewers_off_rx) = watch::channel(false);
         let (load_tx, load_rx) = watch::channel(Load::Loading);
+        let metrics = Metrics::default();
+        let webhooks =
+            webhook::Webhooks::start(&config.webhooks, Arc::clone(&metrics.webhooks), config.log)?;
         let shared = Arc::new(Shared {
             converters: Converters::new()?,
-            metrics: Metrics::default(),
+            metrics,
+            webhooks,
             sessions: Registry::new(config.limits.broadcast_capacity),
             active_ingests: AtomicUsize::new(0),
             pool: ComputePool::new(config.limits.decode_slots),
@@ -238,7 +245,8 @@ impl Server {
 
     /// Graceful shutdown: stop accepting, finalize and journal every active session
     /// (ingest clients get their last finals, then close 1001), then close viewers
-    /// with 1001. Gives up waiting after 30 s.
+    /// with 1001, and give webhooks up to 5 s to deliver what is queued. Gives up
+    /// waiting for sessions after 30 s.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept.await;
@@ -250,6 +258,7 @@ impl Server {
         let remaining =
             deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(2));
         let _ = tokio::time::timeout(remaining, self.tasks.recv()).await;
+        self.shared.webhooks.shutdown(Duration::from_secs(5)).await;
         self.shared.log(format_args!("stopped"));
     }
 }

@@ -20,3 +20,4 @@ mod script;
 mod server;
 mod stream;
 mod transcribe;
+mod webhooks;
