@@ -322,11 +322,20 @@ async fn bad_inputs_get_errors_and_close_codes_while_another_session_streams() {
     expect_refusal(&mut ws, "idle_timeout", 1008).await;
     settle(addr, 1).await;
     // The session is busy; the server is full; viewers of unknown sessions; bad ids.
-    let (_held, _) = ingest(addr, "other", json!({})).await;
+    // Held sessions send a little silence now and then, so the short idle limit
+    // does not free their slots however slow the machine is.
+    let hold = |mut ws: Ws| {
+        tokio::spawn(async move {
+            while ws.send(Message::binary(vec![0u8; 3200])).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let held = hold(ingest(addr, "other", json!({})).await.0);
     let mut ws = connect(&format!("ws://{addr}/v1/ingest/other")).await;
     send_start(&mut ws).await;
     expect_refusal(&mut ws, "session_busy", 1008).await;
-    let (_held2, _) = ingest(addr, "third", json!({})).await;
+    let held2 = hold(ingest(addr, "third", json!({})).await.0);
     let mut ws = connect(&format!("ws://{addr}/v1/ingest/fourth")).await;
     expect_refusal(&mut ws, "too_many_sessions", 1013).await;
     let mut ws = connect(&format!("ws://{addr}/v1/captions/nobody")).await;
@@ -341,6 +350,8 @@ async fn bad_inputs_get_errors_and_close_codes_while_another_session_streams() {
     assert!(wer(&format!("{ONE} {TWO}"), &all) < 0.3, "{all}");
     let (_, metrics) = get(addr, "/metrics", "").await;
     assert!(metrics.contains("cantocap_errors_total{kind=\"unsupported_audio\"} 3"), "{metrics}");
+    held.abort();
+    held2.abort();
     server.shutdown().await;
 }
 
