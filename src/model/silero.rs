@@ -587,6 +587,138 @@ fn parse_vad_model(bytes: &[u8]) -> std::result::Result<VadModelInfo, String> {
 mod tests {
     use super::*;
 
+    /// The real weights, fetched by models/fetch-test-model.sh.
+    fn real_safetensors() -> (std::path::PathBuf, Vec<u8>) {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/silero/silero_vad_16k.safetensors");
+        let bytes = fs::read(&path).unwrap_or_else(|e| {
+            panic!("{}: {e}; run models/fetch-test-model.sh to fetch it", path.display())
+        });
+        (path, bytes)
+    }
+
+    fn f32_at(bytes: &[u8], at: usize) -> f32 {
+        f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn the_real_weights_convert_to_whisper_cpps_layout() {
+        let (path, bytes) = real_safetensors();
+        let version = SileroVersion { major: 6, minor: 2, patch: 3 };
+        let model = convert_silero(&path, &bytes, version).unwrap();
+
+        // The header, field by field.
+        assert_eq!(model[..4], GGML_MAGIC.to_le_bytes());
+        assert_eq!(model[4..8], 10i32.to_le_bytes());
+        assert_eq!(&model[8..18], b"silero-16k");
+        let header: Vec<i32> = model[18..18 + 4 * 21]
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(
+            header,
+            [6, 2, 3, 512, 64, 4, 129, 128, 3, 128, 64, 3, 64, 64, 3, 64, 128, 3, 128, 128, 128]
+        );
+        assert_eq!(i32::from_le_bytes(model[102..106].try_into().unwrap()), 1);
+
+        // Every tensor, in the converter's order, with whisper.cpp's shapes and types.
+        let info = parse_vad_model(&model).unwrap();
+        assert_eq!(info.version, version);
+        let layout: Vec<(&str, &[usize], i32)> =
+            info.tensors.iter().map(|(n, ne, t)| (n.as_str(), ne.as_slice(), *t)).collect();
+        assert_eq!(
+            layout,
+            [
+                ("_model.encoder.0.reparam_conv.weight", &[3, 129, 128][..], 1),
+                ("_model.encoder.0.reparam_conv.bias", &[128][..], 0),
+                ("_model.encoder.1.reparam_conv.weight", &[3, 128, 64][..], 1),
+                ("_model.encoder.1.reparam_conv.bias", &[64][..], 0),
+                ("_model.encoder.2.reparam_conv.weight", &[3, 64, 64][..], 1),
+                ("_model.encoder.2.reparam_conv.bias", &[64][..], 0),
+                ("_model.encoder.3.reparam_conv.weight", &[3, 64, 128][..], 1),
+                ("_model.encoder.3.reparam_conv.bias", &[128][..], 0),
+                ("_model.decoder.rnn.weight_ih", &[128, 512][..], 0),
+                ("_model.decoder.rnn.weight_hh", &[128, 512][..], 0),
+                ("_model.decoder.rnn.bias_ih", &[512][..], 0),
+                ("_model.decoder.rnn.bias_hh", &[512][..], 0),
+                ("_model.decoder.decoder.2.weight", &[128][..], 1),
+                ("_model.decoder.decoder.2.bias", &[1][..], 0),
+                ("_model.stft.forward_basis_buffer", &[256, 1, 258][..], 1),
+            ]
+        );
+        // 15 tensor records: 885,102 bytes, as whisper.cpp's own v5.1.2 file plus the
+        // one dimension written for the final bias.
+        let values: usize =
+            SPECS.iter().map(|s| s.ne.iter().product::<usize>() * s.ty.size()).sum();
+        let records: usize = SPECS.iter().map(|s| 12 + 4 * s.ne.len() + s.name.len()).sum();
+        assert_eq!(model.len(), 106 + records + values);
+    }
+
+    #[test]
+    fn the_weights_keep_their_values_and_order() {
+        let (path, bytes) = real_safetensors();
+        let tensors = read_safetensors(&path, &bytes).unwrap();
+        let model = convert_silero(&path, &bytes, SileroVersion::default()).unwrap();
+        let data_of = |name: &str| {
+            let key = name.as_bytes();
+            let at = model.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+            &model[at..]
+        };
+        // f32 tensors are copied exactly, in PyTorch's row-major order.
+        let ih = &tensors["lstm_cell.weight_ih"].values;
+        let data = data_of("_model.decoder.rnn.weight_ih");
+        for i in [0, 1, 127, 128, 65_535] {
+            assert_eq!(f32_at(data, i * 4), ih[i], "weight_ih[{i}]");
+        }
+        // f16 tensors round to the nearest half.
+        let stft = &tensors["stft_conv.weight"].values;
+        let data = data_of("_model.stft.forward_basis_buffer");
+        for i in [0, 1, 255, 256, 66_047] {
+            let got = f16::from_le_bytes([data[i * 2], data[i * 2 + 1]]).to_f32();
+            assert_eq!(got, f16::from_f32(stft[i]).to_f32(), "stft[{i}]");
+        }
+        let bias = tensors["final_conv.bias"].values[0];
+        assert_eq!(f32_at(data_of("_model.decoder.decoder.2.bias"), 0), bias);
+        assert!(stft.iter().any(|v| *v != 0.0) && ih.iter().any(|v| *v != 0.0));
+    }
+
+    #[test]
+    fn a_missing_or_misshapen_tensor_is_named() {
+        let (path, bytes) = real_safetensors();
+        // Edit the JSON header in place (same length, so the offsets stay valid).
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+        let mut edited = bytes.clone();
+        let renamed = header.replacen("\"conv3.bias\"", "\"conv9.bias\"", 1);
+        assert_ne!(renamed, header);
+        edited[8..8 + header_len].copy_from_slice(renamed.as_bytes());
+        let err = convert_silero(&path, &edited, SileroVersion::default()).unwrap_err();
+        assert!(err.to_string().contains("no tensor \"conv3.bias\""), "{err}");
+
+        let mut edited = bytes.clone();
+        let misshapen = header.replacen("[64,64,3]", "[64,32,6]", 1);
+        assert_ne!(misshapen, header);
+        edited[8..8 + header_len].copy_from_slice(misshapen.as_bytes());
+        let err = convert_silero(&path, &edited, SileroVersion::default()).unwrap_err();
+        assert!(err.to_string().contains("has shape [64, 32, 6]"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_or_edited_model_is_refused() {
+        let (path, bytes) = real_safetensors();
+        let model = convert_silero(&path, &bytes, SileroVersion::default()).unwrap();
+        for cut in [3, 20, 110, model.len() / 2, model.len() - 1] {
+            let err = parse_vad_model(&model[..cut]).unwrap_err();
+            assert!(err.contains("truncated"), "cut at {cut}: {err}");
+        }
+        let mut edited = model.clone();
+        edited[38] = 5; // 5 encoder layers
+        assert!(parse_vad_model(&edited).unwrap_err().contains("5 encoder layers"));
+        let mut doubled = model.clone();
+        doubled.extend_from_slice(&model[106..]);
+        assert!(parse_vad_model(&doubled).unwrap_err().contains("appears twice"));
+    }
+
     #[test]
     fn versions_parse_and_print() {
         let v: SileroVersion = "6.2.3".parse().unwrap();
