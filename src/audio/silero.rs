@@ -3,7 +3,8 @@
 //!
 //! Silero gives one speech probability per 32 ms chunk ([`SILERO_WINDOW`] samples at
 //! 16 kHz). It tells speech from noise, music and breathing far better than the
-//! built-in [`EnergyVad`](super::EnergyVad), for about 0.1 ms of CPU per chunk.
+//! built-in [`EnergyVad`](super::EnergyVad), for well under a millisecond of CPU per
+//! chunk.
 //!
 //! whisper.cpp restarts Silero's recurrent state at every call, so the streaming
 //! [`SileroVad`] classifies audio in hops of [`HOP_CHUNKS`] chunks, each run preceded by

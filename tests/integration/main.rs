@@ -15,3 +15,4 @@ mod script;
 mod server;
 mod stream;
 mod transcribe;
+mod vad;
