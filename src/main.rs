@@ -159,6 +159,29 @@ struct DecodeArgs {
     /// CPU threads for decoding [default: cores, at most 4].
     #[arg(short, long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    vad: VadArgs,
+}
+
+/// The voice activity flag, shared by `transcribe`, `live` and `serve`.
+#[derive(Args, Debug)]
+pub(crate) struct VadArgs {
+    /// Silero VAD model (ggml, as whisper.cpp uses) to find speech instead of the built-in
+    /// energy detector: better at telling speech from noise and music. Get one with
+    /// models/fetch-test-model.sh (models/ggml-silero-vad.bin, from the silero-vad PyPI
+    /// package) or `cantocap model import-vad silero_vad_16k.safetensors -o FILE`.
+    #[arg(long, value_name = "PATH")]
+    pub vad_model: Option<PathBuf>,
+}
+
+impl VadArgs {
+    /// The model path, checked now so a bad file fails before anything loads.
+    pub fn resolve(self) -> Result<Option<PathBuf>> {
+        if let Some(path) = &self.vad_model {
+            cantocap::audio::silero::check_model(path)?;
+        }
+        Ok(self.vad_model)
+    }
 }
 
 impl DecodeArgs {
@@ -167,6 +190,7 @@ impl DecodeArgs {
         let mut opts = TranscribeOptions {
             language: self.language,
             prompt: self.prompt,
+            vad_model: self.vad.resolve()?,
             ..Default::default()
         };
         if let Some(threads) = self.threads {
@@ -199,6 +223,25 @@ published for faster-whisper (many Cantonese fine-tunes are). Example:
         #[arg(short, long, default_value = "f16")]
         quantize: Quantize,
     },
+    /// Convert Silero VAD weights (safetensors) into whisper.cpp's VAD model, for --vad-model.
+    #[command(
+        name = "import-vad",
+        after_help = "The weights come with the silero-vad package on PyPI (6.x):
+  pip download --no-deps -d /tmp/silero silero-vad
+  unzip -j /tmp/silero/silero_vad-*.whl 'silero_vad/data/silero_vad_16k.safetensors' -d /tmp/silero
+  cantocap model import-vad /tmp/silero/silero_vad_16k.safetensors -o models/ggml-silero-vad.bin
+models/fetch-test-model.sh does the same."
+    )]
+    ImportVad {
+        /// Silero's silero_vad_16k.safetensors.
+        safetensors: PathBuf,
+        /// The ggml VAD model to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Silero version to record in the header (whisper.cpp only logs it).
+        #[arg(long, default_value = "6.0.0", value_name = "X.Y.Z")]
+        silero_version: model::SileroVersion,
+    },
     /// Show what a ggml model file holds and which language settings it gets.
     Info {
         /// The ggml model file [default: the default model].
@@ -222,6 +265,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Transcribe(args) => transcribe(args),
         Command::Model(ModelCommand::Import { dir, output, quantize }) => {
             import(&dir, &output, quantize)
+        }
+        Command::Model(ModelCommand::ImportVad { safetensors, output, silero_version }) => {
+            import_vad(&safetensors, &output, silero_version)
         }
         Command::Model(ModelCommand::Info { path }) => info(path),
         Command::Convert { script } => convert(script),
@@ -389,6 +435,25 @@ fn import(dir: &Path, output: &Path, quantize: Quantize) -> Result<()> {
         report.n_mels,
         output.display(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn import_vad(input: &Path, output: &Path, version: model::SileroVersion) -> Result<()> {
+    let out_dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile_in(out_dir, output)?;
+    let report = model::import_silero(input, &tmp, version)
+        .and_then(|report| model::read_vad_model(&tmp).map(|_| report))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!(
+        "converted {} (Silero VAD {version}): {} tensors, {} bytes in {}",
+        input.display(),
+        report.tensors,
+        report.bytes_written,
+        output.display()
     );
     Ok(())
 }

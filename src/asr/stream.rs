@@ -41,7 +41,7 @@ use super::language::LanguagePlan;
 use super::whisper::{
     join_units, keep, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel,
 };
-use crate::audio::{EnergyVad, StreamResampler, VadOptions, WHISPER_SAMPLE_RATE};
+use crate::audio::{StreamResampler, Vad, VadOptions, WHISPER_SAMPLE_RATE};
 use crate::Result;
 
 const SAMPLES_PER_MS: u64 = WHISPER_SAMPLE_RATE as u64 / 1000;
@@ -147,7 +147,8 @@ pub struct StreamOptions {
     /// Decoding settings (language, threads, thresholds, guards). The engine always
     /// decodes without temperature fallback, whatever this says.
     pub transcribe: TranscribeOptions,
-    /// Voice activity settings.
+    /// Voice activity settings. With `transcribe.vad_model` set, Silero VAD replaces
+    /// the built-in detector (and only `hangover_ms` applies).
     pub vad: VadOptions,
     /// New audio between decodes. Default 1000 ms.
     pub step_ms: u64,
@@ -207,7 +208,7 @@ pub struct StreamingTranscriber {
     opts: StreamOptions,
     plan: LanguagePlan,
     resampler: StreamResampler,
-    vad: EnergyVad,
+    vad: Vad,
     scratch: Vec<f32>,
     /// Uncommitted 16 kHz audio; `buffer[0]` is sample `buffer_start` of the stream.
     buffer: Vec<f32>,
@@ -249,7 +250,7 @@ impl StreamingTranscriber {
         let state = model.new_state()?;
         Ok(Self {
             resampler: StreamResampler::new(sample_rate, channels)?,
-            vad: EnergyVad::new(opts.vad.clone()),
+            vad: Vad::new(&opts.vad, opts.transcribe.vad_model.as_deref())?,
             model,
             state,
             plan,
@@ -301,7 +302,7 @@ impl StreamingTranscriber {
     }
 
     fn push_16k(&mut self, samples: &[f32], finish: bool) -> Result<Vec<CaptionEvent>> {
-        self.vad.push(samples);
+        self.vad.push(samples)?;
         self.buffer.extend_from_slice(samples);
         self.pushed += samples.len() as u64;
         self.stats.pushed_ms = self.pushed / SAMPLES_PER_MS;

@@ -7,7 +7,7 @@ use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextPar
 
 use super::guards;
 use super::language::{plan_language, LanguagePlan, ModelCaps};
-use crate::audio::WHISPER_SAMPLE_RATE;
+use crate::audio::{SileroVad, WHISPER_SAMPLE_RATE};
 use crate::model::{read_ggml_header, GgmlHeader};
 use crate::{Error, Result, Segment};
 
@@ -48,6 +48,11 @@ pub struct TranscribeOptions {
     /// decoded for all-silent input, and segments over silence are dropped (Whisper
     /// invents text there, more so with a prompt). Default true.
     pub vad: bool,
+    /// A Silero VAD model in whisper.cpp's ggml format (see
+    /// [`crate::model::silero`]): voice activity comes from Silero instead of the
+    /// built-in energy detector, in file transcription (when `vad` is on) and in the
+    /// streaming engine. Default `None`.
+    pub vad_model: Option<PathBuf>,
     /// Beam size; 1 (default) means greedy decoding, the fastest.
     pub beam_size: usize,
 }
@@ -64,6 +69,7 @@ impl Default for TranscribeOptions {
             guards: true,
             temperature_fallback: true,
             vad: true,
+            vad_model: None,
             beam_size: 1,
         }
     }
@@ -88,6 +94,12 @@ impl std::fmt::Debug for WhisperModel {
 
 static QUIET: Once = Once::new();
 
+/// Route whisper.cpp's log lines (every load detail, on stderr) away, once per process,
+/// through whisper-rs's hooks, which discard them without a logging backend.
+pub(crate) fn quiet_whisper_logs() {
+    QUIET.call_once(whisper_rs::install_logging_hooks);
+}
+
 impl WhisperModel {
     /// Load a ggml model file. The header is checked first, so a missing, foreign
     /// or damaged file gets a clear [`Error::BadModel`] instead of an abort inside
@@ -95,9 +107,7 @@ impl WhisperModel {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let header = read_ggml_header(path)?;
-        // whisper.cpp logs every load detail to stderr; route it away (through
-        // whisper-rs's hooks, which discard it without a logging backend).
-        QUIET.call_once(whisper_rs::install_logging_hooks);
+        quiet_whisper_logs();
         let mut params = WhisperContextParameters::default();
         params.use_gpu(false);
         let ctx = WhisperContext::new_with_params(path, params).map_err(|e| Error::BadModel {
@@ -142,8 +152,14 @@ impl WhisperModel {
     ) -> Result<Vec<Segment>> {
         let plan = self.plan(opts)?;
         let mask = if opts.vad && !samples.is_empty() {
-            let mask =
-                crate::audio::vad::speech_mask(samples, &crate::audio::VadOptions::default());
+            let vad_opts = crate::audio::VadOptions::default();
+            // whisper.cpp's own VAD (`FullParams::enable_vad`) runs only in
+            // `whisper_full`; whisper-rs decodes with `whisper_full_with_state`, which
+            // ignores it. So Silero runs here, as the mask.
+            let mask = match &opts.vad_model {
+                Some(path) => SileroVad::load(path, &vad_opts)?.speech_mask(samples)?,
+                None => crate::audio::vad::speech_mask(samples, &vad_opts),
+            };
             if !mask.iter().any(|&s| s) {
                 return Ok(Vec::new());
             }

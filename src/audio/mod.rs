@@ -32,6 +32,7 @@
 #[cfg(feature = "mic")]
 pub mod mic;
 mod resample;
+pub mod silero;
 pub mod vad;
 mod wav;
 
@@ -39,7 +40,8 @@ pub use resample::{
     downmix, to_16k_mono, StreamResampler, FILTER_TAPS, MAX_CHANNELS, MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE, WHISPER_SAMPLE_RATE,
 };
-pub use vad::{EnergyVad, VadOptions};
+pub use silero::SileroVad;
+pub use vad::{EnergyVad, Vad, VadOptions};
 pub use wav::{read_wav, read_wav_from, read_wav_with_info, WavInfo, WavSampleFormat};
 
 use crate::{Error, Result};

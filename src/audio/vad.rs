@@ -9,10 +9,17 @@
 //!   flatness above 0.5 however loud it is; speech is far below).
 //!
 //! A hangover keeps short gaps between syllables inside one stretch of speech.
+//!
+//! [`Vad`] holds either this detector or [`SileroVad`] (whisper.cpp's Silero VAD, when
+//! the user has its model), behind one streaming interface.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use realfft::{RealFftPlanner, RealToComplex};
+
+use super::silero::SileroVad;
+use crate::Result;
 
 /// Frame length in samples at 16 kHz (20 ms).
 pub const FRAME: usize = 320;
@@ -188,6 +195,67 @@ impl EnergyVad {
     /// The tracked noise floor, in dBFS.
     pub fn noise_floor_db(&self) -> f32 {
         self.noise_db
+    }
+}
+
+/// Either voice activity detector, for the streaming engine: the built-in
+/// [`EnergyVad`], or [`SileroVad`] when a Silero model is given.
+#[derive(Debug)]
+pub enum Vad {
+    /// The built-in energy and spectral-flatness detector.
+    Energy(EnergyVad),
+    /// Silero VAD through whisper.cpp.
+    Silero(Box<SileroVad>),
+}
+
+impl Vad {
+    /// [`SileroVad`] from the ggml model at `silero_model` if given, else [`EnergyVad`].
+    ///
+    /// Fails with [`Error::BadVadModel`](crate::Error::BadVadModel) when the Silero
+    /// model cannot be used.
+    pub fn new(opts: &VadOptions, silero_model: Option<&Path>) -> Result<Self> {
+        Ok(match silero_model {
+            Some(path) => Self::Silero(Box::new(SileroVad::load(path, opts)?)),
+            None => Self::Energy(EnergyVad::new(opts.clone())),
+        })
+    }
+
+    /// Feed 16 kHz mono samples.
+    ///
+    /// Fails only with Silero, on non-finite samples or if whisper.cpp cannot run it.
+    pub fn push(&mut self, samples: &[f32]) -> Result<()> {
+        match self {
+            Self::Energy(vad) => {
+                vad.push(samples);
+                Ok(())
+            }
+            Self::Silero(vad) => vad.push(samples),
+        }
+    }
+
+    /// Is the most recent audio speech (hangover included)?
+    pub fn in_speech(&self) -> bool {
+        match self {
+            Self::Energy(vad) => vad.in_speech(),
+            Self::Silero(vad) => vad.in_speech(),
+        }
+    }
+
+    /// Sample index (from the start of the stream) where the last speech ended, if
+    /// there was any speech.
+    pub fn last_speech_end(&self) -> Option<u64> {
+        match self {
+            Self::Energy(vad) => vad.last_speech_end(),
+            Self::Silero(vad) => vad.last_speech_end(),
+        }
+    }
+
+    /// Samples classified so far (the detector may hold back a little).
+    pub fn samples_seen(&self) -> u64 {
+        match self {
+            Self::Energy(vad) => vad.samples_seen(),
+            Self::Silero(vad) => vad.samples_seen(),
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ServeArgs {
     /// message may choose another).
     #[arg(short, long)]
     pub language: Option<String>,
+    #[command(flatten)]
+    pub vad: crate::VadArgs,
     /// Concurrent ingest sessions; more are refused with 1013 [default: 8].
     #[arg(long)]
     pub max_sessions: Option<usize>,
@@ -112,7 +114,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         log: !args.quiet,
         ..Default::default()
     };
-    let mut transcribe = TranscribeOptions { language: args.language, ..Default::default() };
+    let mut transcribe = TranscribeOptions {
+        language: args.language,
+        vad_model: args.vad.resolve()?,
+        ..Default::default()
+    };
     if let Some(threads) = args.threads {
         transcribe.threads = threads.max(1);
         config.limits.decode_slots = std::thread::available_parallelism()

@@ -1,4 +1,5 @@
-//! Whisper models: importing CTranslate2 folders into ggml, and reading ggml headers.
+//! Whisper models: importing CTranslate2 folders into ggml, and reading ggml headers;
+//! converting Silero VAD weights into whisper.cpp's VAD model ([`silero`]).
 //!
 //! The import is a pipeline of small parts, each usable alone:
 //! [`ct2`] reads CTranslate2's `model.bin`, [`tokens`] byte-decodes its vocabulary,
@@ -20,9 +21,11 @@ pub mod ct2;
 pub mod ggml;
 pub mod import;
 pub mod mel;
+pub mod silero;
 pub mod tokens;
 
 pub use ggml::{read_ggml_header, GgmlHeader};
 pub use import::{
     import_ct2, import_ct2_with_progress, ImportReport, ParseQuantizeError, Quantize,
 };
+pub use silero::{import_silero, read_vad_model, SileroVersion};

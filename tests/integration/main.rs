@@ -20,4 +20,5 @@ mod script;
 mod server;
 mod stream;
 mod transcribe;
+mod vad;
 mod webhooks;
