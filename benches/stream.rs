@@ -2,7 +2,15 @@
 //!
 //! ```sh
 //! cargo bench --bench stream          # needs models/fetch-test-model.sh; takes ~6 minutes
+//! cargo bench --bench stream -- --pace max   # as fast as it goes: deterministic events
+//! cargo bench --bench stream -- --model base --set step_ms=1500   # try a policy
 //! ```
+//!
+//! With `--pace max` the clip is pushed in 100 ms chunks without waiting, so the
+//! events depend only on the audio: latencies are then in stream time (audio pushed
+//! when the event came, minus the end of the utterance), which shows the policy's
+//! own delay without the decoding time, and the figures do not move with the load
+//! on the machine (compute does).
 //!
 //! A feeder thread sends a 2-minute multi-utterance clip (espeak-ng English, 1.5 s
 //! pauses) in 100 ms chunks at real-time pace; a worker thread, like `cantocap live`,
@@ -91,6 +99,15 @@ fn main() {
         println!("stream: run with `cargo bench --bench stream`");
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
+    let max_pace = args.iter().any(|a| a == "max");
+    // `--set NAME=MS` overrides a StreamOptions field, for trying policies.
+    let setting = |name: &str| {
+        args.windows(2)
+            .filter(|w| w[0] == "--set")
+            .find_map(|w| w[1].strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+    };
+    let only = args.windows(2).find(|w| w[0] == "--model").map(|w| w[1].clone());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let (audio, ends, reference) = clip(dir.path(), 120);
@@ -101,6 +118,9 @@ fn main() {
     println!("| model | threads | final p50 (ms) | final p90 (ms) | partial p50 (ms) | RTF | flicker (chars/partial) | WER stream | WER offline | compute stream/offline |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, threads) in [("ggml-base.bin", 2), ("ggml-tiny.en.bin", 2)] {
+        if only.as_ref().is_some_and(|m| !name.contains(m.as_str())) {
+            continue;
+        }
         let path = root.join("models").join(name);
         assert!(path.is_file(), "{} missing: run models/fetch-test-model.sh", path.display());
         let model = Arc::new(WhisperModel::load(&path).unwrap());
@@ -112,10 +132,22 @@ fn main() {
         let offline_ms = started.elapsed().as_millis() as u64;
         let offline_text: Vec<String> = offline.into_iter().map(|s| s.text).collect();
 
-        let opts = StreamOptions { transcribe, ..Default::default() };
+        let mut opts = StreamOptions { transcribe, ..Default::default() };
+        opts.step_ms = setting("step_ms").unwrap_or(opts.step_ms);
+        opts.endpoint_ms = setting("endpoint_ms").unwrap_or(opts.endpoint_ms);
         let mut engine = StreamingTranscriber::new(Arc::clone(&model), 16_000, 1, opts).unwrap();
         let (tx, rx) = mpsc::channel::<Vec<f32>>();
         let start = Instant::now();
+        if max_pace {
+            let mut events: Vec<(u64, CaptionEvent)> = Vec::new();
+            for chunk in audio.chunks(1600) {
+                events.extend(engine.push(chunk).unwrap().into_iter().map(|e| (e.emitted_ms(), e)));
+            }
+            events.extend(engine.finish().unwrap().into_iter().map(|e| (e.emitted_ms(), e)));
+            let stats = engine.stats().clone();
+            report(name, threads, &events, &stats, &ends, &reference, &offline_text, offline_ms);
+            continue;
+        }
         let worker = std::thread::spawn(move || {
             let mut events: Vec<(u64, CaptionEvent)> = Vec::new();
             while let Ok(mut chunk) = rx.recv() {
@@ -140,59 +172,74 @@ fn main() {
         }
         drop(tx);
         let (events, stats) = worker.join().unwrap();
+        report(name, threads, &events, &stats, &ends, &reference, &offline_text, offline_ms);
+    }
+}
 
-        let finals: Vec<&(u64, CaptionEvent)> =
-            events.iter().filter(|(_, e)| e.is_final()).collect();
-        let mut final_latency: Vec<u64> = ends
-            .iter()
-            .filter_map(|&end| {
-                finals
-                    .iter()
-                    // Whisper's word times run early by up to a second; utterances
-                    // are 1.5 s apart, so a final ending within 1.2 s of the end
-                    // holds the utterance's last word.
-                    .find(|(_, e)| e.span().1 + 1200 >= end)
-                    .map(|(wall, _)| wall.saturating_sub(end))
-            })
-            .collect();
-        let mut partial_latency: Vec<u64> = events
-            .iter()
-            .filter(|(_, e)| !e.is_final())
-            .map(|(wall, e)| wall.saturating_sub(e.span().1))
-            .collect();
-        let (mut changed, mut partials, mut last): (usize, usize, Option<(u64, String)>) =
-            (0, 0, None);
-        for (_, e) in &events {
-            if let CaptionEvent::Partial { segment, text, .. } = e {
-                let chars: Vec<char> = text.chars().collect();
-                if let Some((seg, prev)) = &last {
-                    if seg == segment {
-                        changed += edit_distance(&prev.chars().collect::<Vec<_>>(), &chars);
-                        partials += 1;
-                    }
+/// Prints one table row from events stamped with their time (wall or stream, ms).
+#[allow(clippy::too_many_arguments)]
+fn report(
+    name: &str,
+    threads: usize,
+    events: &[(u64, CaptionEvent)],
+    stats: &cantocap::asr::StreamStats,
+    ends: &[u64],
+    reference: &str,
+    offline_text: &[String],
+    offline_ms: u64,
+) {
+    let audio_ms = stats.pushed_ms;
+    let finals: Vec<&(u64, CaptionEvent)> = events.iter().filter(|(_, e)| e.is_final()).collect();
+    let mut final_latency: Vec<u64> = ends
+        .iter()
+        .filter_map(|&end| {
+            finals
+                .iter()
+                // Whisper's word times run early by up to a second; utterances
+                // are 1.5 s apart, so a final ending within 1.2 s of the end
+                // holds the utterance's last word.
+                .find(|(_, e)| e.span().1 + 1200 >= end)
+                .map(|(wall, _)| wall.saturating_sub(end))
+        })
+        .collect();
+    let mut partial_latency: Vec<u64> = events
+        .iter()
+        .filter(|(_, e)| !e.is_final())
+        .map(|(wall, e)| wall.saturating_sub(e.span().1))
+        .collect();
+    let (mut changed, mut partials, mut last): (usize, usize, Option<(u64, String)>) = (0, 0, None);
+    for (_, e) in events {
+        if let CaptionEvent::Partial { segment, text, .. } = e {
+            let chars: Vec<char> = text.chars().collect();
+            if let Some((seg, prev)) = &last {
+                if seg == segment {
+                    changed += edit_distance(&prev.chars().collect::<Vec<_>>(), &chars);
+                    partials += 1;
                 }
-                last = Some((*segment, text.clone()));
             }
+            last = Some((*segment, text.clone()));
         }
-        let streamed: Vec<&str> = finals.iter().map(|(_, e)| e.text()).collect();
-        println!(
-            "| {name} | {threads} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.3} | {:.2} |",
-            percentile(&mut final_latency, 0.5),
-            percentile(&mut final_latency, 0.9),
-            percentile(&mut partial_latency, 0.5),
-            stats.compute_ms as f64 / audio_ms as f64,
-            changed as f64 / partials.max(1) as f64,
-            wer(&reference, &streamed.join(" ")),
-            wer(&reference, &offline_text.join(" ")),
-            stats.compute_ms as f64 / offline_ms.max(1) as f64,
-        );
-        eprintln!(
-            "{name}: {} finals for {} utterances, {} decodes, max buffer {} ms, offline {} ms",
+    }
+    let streamed: Vec<&str> = finals.iter().map(|(_, e)| e.text()).collect();
+    println!(
+        "| {name} | {threads} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.3} | {:.2} |",
+        percentile(&mut final_latency, 0.5),
+        percentile(&mut final_latency, 0.9),
+        percentile(&mut partial_latency, 0.5),
+        stats.compute_ms as f64 / audio_ms as f64,
+        changed as f64 / partials.max(1) as f64,
+        wer(reference, &streamed.join(" ")),
+        wer(reference, &offline_text.join(" ")),
+        stats.compute_ms as f64 / offline_ms.max(1) as f64,
+    );
+    eprintln!(
+            "{name}: {} finals for {} utterances, {} decodes of {} s of audio, max buffer {} ms, offline {} ms, stream {} ms",
             finals.len(),
             ends.len(),
             stats.decodes,
+            stats.decoded_audio_ms / 1000,
             stats.max_buffer_ms,
-            offline_ms
+            offline_ms,
+            stats.compute_ms
         );
-    }
 }
