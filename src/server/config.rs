@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::TokenEntry;
+use super::redaction::RedactSection;
 use crate::asr::TranscribeOptions;
+use crate::text::RedactOptions;
 use crate::{Error, Result};
 
 /// Limits on everything a client controls, with documented defaults. In the TOML
@@ -106,6 +108,9 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// Log connections to stderr (never tokens or caption text). Default true.
     pub log: bool,
+    /// Personal data redacted from every caption before it leaves the engine.
+    /// Default: every kind, Chinese labels.
+    pub redact: RedactOptions,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +126,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allow_anonymous: false,
             log: true,
+            redact: RedactOptions::default(),
         }
     }
 }
@@ -152,6 +158,8 @@ pub struct ConfigFile {
     pub allowed_origins: Vec<String>,
     /// Limits (each optional).
     pub limits: Option<Limits>,
+    /// Redaction (see [`RedactSection`]).
+    pub redact: Option<RedactSection>,
 }
 
 impl ConfigFile {
@@ -184,6 +192,9 @@ impl ConfigFile {
         config.allowed_origins = self.allowed_origins;
         if let Some(limits) = self.limits {
             config.limits = limits;
+        }
+        if let Some(redact) = &self.redact {
+            redact.apply(&mut config.redact);
         }
     }
 }

@@ -27,7 +27,7 @@ use super::session::{Continuation, Session};
 use super::viewers::{refuse, truncate};
 use super::{signalled, Shared};
 use crate::asr::{CaptionEvent, StreamOptions, StreamingTranscriber};
-use crate::text::Script;
+use crate::text::{CaptionRedactor, Redactor, Script};
 use crate::Error;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -163,6 +163,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String) {
             input: input_rx,
             out: out.clone(),
             model,
+            redactor: CaptionRedactor::new(Redactor::new(shared.config.redact.clone())),
         };
         let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
             job.run();
@@ -384,10 +385,12 @@ struct Job {
     input: std_mpsc::Receiver<Input>,
     out: mpsc::UnboundedSender<Out>,
     model: Arc<crate::asr::WhisperModel>,
+    /// Applied to every event before the journal, viewers and the ingest client.
+    redactor: CaptionRedactor,
 }
 
 impl Job {
-    fn run(self) {
+    fn run(mut self) {
         let mut transcribe = self.shared.config.transcribe.clone();
         if let Some(language) = &self.start.language {
             transcribe.language = Some(language.clone());
@@ -462,7 +465,7 @@ impl Job {
                 let _permit = self.shared.pool.acquire();
                 engine.push(&audio)
             };
-            failed = !self.emit(events, &mut arrivals, &mut shown);
+            failed = !self.emit(events, &mut arrivals, &mut shown, false);
         }
         if !failed {
             let events = {
@@ -491,22 +494,28 @@ impl Job {
                 }
                 events
             });
-            self.emit(events, &mut arrivals, &mut shown);
+            self.emit(events, &mut arrivals, &mut shown, true);
+        } else {
+            // The text the redactor still holds back is not lost with the engine.
+            self.emit(Ok(Vec::new()), &mut arrivals, &mut shown, true);
         }
         self.session.end_ingest(self.continuation.time_offset_ms + engine.stats().pushed_ms);
         self.shared.log(format_args!(
-            "session {}: ingest ended after {:.1} s of audio",
+            "session {}: ingest ended after {:.1} s of audio; redacted {}",
             self.session.id,
-            engine.stats().pushed_ms as f64 / 1000.0
+            engine.stats().pushed_ms as f64 / 1000.0,
+            self.redactor.counts()
         ));
     }
 
-    /// Publish events; false (after telling the client) if the engine failed.
+    /// Redact and publish events (with what the redactor still holds if `last`);
+    /// false (after telling the client) if the engine failed.
     fn emit(
-        &self,
+        &mut self,
         events: crate::Result<Vec<CaptionEvent>>,
         arrivals: &mut VecDeque<(u64, Instant)>,
         shown: &mut Shown,
+        last: bool,
     ) -> bool {
         let events = match events {
             Ok(e) => e,
@@ -517,15 +526,28 @@ impl Job {
                 return false;
             }
         };
-        let metrics = &self.shared.metrics;
-        for mut event in events {
-            let (_, local_end) = event.span();
+        // What the engine showed (unredacted: the stream's end may commit it).
+        for event in &events {
             if event.is_final() {
                 shown.last_final = event.segment();
                 shown.partial = None;
             } else {
                 shown.partial = Some(event.clone());
             }
+        }
+        let before = self.redactor.counts();
+        let mut events = self.redactor.redact_all(events);
+        if last {
+            events.extend(self.redactor.finish());
+        }
+        let redacted = self.redactor.counts() - before;
+        let metrics = &self.shared.metrics;
+        if !redacted.is_empty() {
+            self.session.add_redactions(redacted);
+            metrics.redacted(redacted);
+        }
+        for mut event in events {
+            let (_, local_end) = event.span();
             if event.is_final() {
                 // Final latency: from the arrival of the audio that ends the utterance.
                 while arrivals.len() > 1 && arrivals[0].0 < local_end {

@@ -37,6 +37,7 @@ mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod protocol;
+pub mod redaction;
 mod session;
 mod viewers;
 
@@ -51,6 +52,7 @@ use tokio::task::JoinHandle;
 
 pub use auth::{Role, TokenEntry};
 pub use config::{ConfigFile, Limits, ServerConfig};
+pub use redaction::RedactSection;
 
 use self::auth::Denied;
 use self::metrics::Metrics;
