@@ -50,7 +50,6 @@ impl RedactFlags {
 
     /// Puts the flags that were given into `options` (from a config file), leaving
     /// the rest as they are.
-    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub fn apply(&self, options: &mut RedactOptions) {
         if let Some(types) = self.types {
             options.types = types;

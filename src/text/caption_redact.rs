@@ -23,8 +23,12 @@
 //! The open tail is a trailing run of digits (ASCII, full-width or Chinese numerals),
 //! with the spaces, hyphens, brackets and `+` that numbers are written with, and one
 //! or two Latin letters before it (an HKID prefix, `A123`), or one or two capital
-//! letters ending the final (`身份證係 A`). Text that already became a label or a
-//! mask is never held. The emitted final keeps its segment id and times; the next
+//! letters ending the final (`身份證係 A`). A full stop right after the digits
+//! belongs to the tail too, because Whisper ends a text with one even in the middle
+//! of a number (`9123.`, then `4567.`); it is dropped when the next final starts with
+//! a digit. A complete number at the end is held as well: it may be the first half of
+//! a longer one (a phone number's eight digits can start a card number). Text that
+//! already became a label or a mask is never held. The emitted final keeps its segment id and times; the next
 //! final starts where the held text started. A final that is all open tail is
 //! emitted with empty text, so that segment ids still go up by one (sinks skip
 //! empty finals). Each final is also redacted with the end of the text emitted
@@ -75,6 +79,8 @@ const CONTEXT_CHARS: usize = 32;
 const MAX_HELD_CHARS: usize = 64;
 /// In partials, runs of this many digits or more are masked even when complete.
 const PARTIAL_MASK_DIGITS: usize = 6;
+/// Full stops Whisper writes at the end of a text, also right after a number.
+const PERIODS: &[char] = &['.', '。', '．'];
 
 /// Redacts the caption events of one stream; see the [module](self). One per stream:
 /// it holds the stream's open tail, context and counts.
@@ -249,7 +255,8 @@ impl CaptionRedactor {
     /// complete phone number at the end is held too: it may be the first half of a
     /// card number.
     fn final_text(&mut self, text: &str, start_ms: u64, end_ms: u64) -> String {
-        let combined = join(&std::mem::take(&mut self.held), text);
+        let held = std::mem::take(&mut self.held);
+        let combined = self.combine(&held, text);
         let mut tail = if self.holds { open_tail(&combined) } else { combined.len() };
         let mut held = combined[tail..].to_owned();
         if held.chars().count() > MAX_HELD_CHARS {
@@ -275,7 +282,7 @@ impl CaptionRedactor {
     }
 
     fn partial_text(&self, text: &str) -> String {
-        let combined = join(&self.held, text);
+        let combined = self.combine(&self.held, text);
         let (out, _) = self.redact_in_context(&combined);
         if !self.holds {
             return out;
@@ -284,6 +291,30 @@ impl CaptionRedactor {
         let mut shown = mask_long_runs(&out[..tail]);
         shown.push_str(&mask_digits(&out[tail..]));
         shown
+    }
+
+    /// The held text and the next text as one: joined as Whisper would have written
+    /// them, except that a period Whisper put after the held digits goes when digits
+    /// follow (`9123.` and `4567.` are `9123 4567.`). Between ASCII digits, whether
+    /// there was a space is unknown (`3` and `000 0000`): the joining that makes more
+    /// items wins.
+    fn combine(&self, held: &str, text: &str) -> String {
+        let starts_with_digit =
+            text.chars().next().is_some_and(|c| matches!(classify(c), Class::Digit { .. }));
+        let held = if starts_with_digit { held.trim_end_matches(PERIODS) } else { held };
+        let joined = join(held, text);
+        let ascii_digits = held.ends_with(|c: char| c.is_ascii_digit())
+            && text.starts_with(|c: char| c.is_ascii_digit());
+        if !ascii_digits {
+            return joined;
+        }
+        let glued = format!("{held}{text}");
+        let items = |t: &str| self.redact_in_context(t).1.total();
+        if items(&glued) > items(&joined) {
+            glued
+        } else {
+            joined
+        }
     }
 
     /// Redacts `text` as it follows the emitted context; the context itself never
@@ -352,6 +383,10 @@ fn open_tail(text: &str) -> usize {
     let class = |k: usize| classify(chars[k].1);
     let n = chars.len();
     let mut i = n;
+    // A full stop after digits may be Whisper ending the text, not the number.
+    if n >= 2 && PERIODS.contains(&chars[n - 1].1) && matches!(class(n - 2), Class::Digit { .. }) {
+        i -= 1;
+    }
     while i > 0 && numberish(class(i - 1)) {
         i -= 1;
     }
@@ -488,6 +523,8 @@ mod tests {
         assert_eq!(tail("XYZ123"), "123");
         assert_eq!(tail("****4567"), "");
         assert_eq!(tail("電話 9123 4567"), " 9123 4567");
+        assert_eq!(tail("call me on 912."), " 912.");
+        assert_eq!(tail("三點半見。"), "");
         assert_eq!(tail("[電話號碼]"), "");
         assert_eq!(tail("三點半見"), "");
         assert_eq!(tail(""), "");
@@ -507,11 +544,22 @@ mod tests {
             finals(&mut r, &["call me on 9123", "4567 please."]),
             ["call me on", "[電話號碼] please."]
         );
+        // Whisper's full stop after the first half goes. A full stop after digits
+        // may be one of those, so the second final is held whole, until the end.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(
+            finals(&mut r, &["Call me on 9123.", "4567."]),
+            ["Call me on", "", "[電話號碼]."]
+        );
+        // Split inside a group of ASCII digits: joined without the space.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(finals(&mut r, &["卡號 3", "000 0000 0000 0004，"]), ["卡號", "[信用卡號碼]，"]);
+        assert_eq!(r.counts().card, 1);
         // Digit by digit, in three pieces, the middle one all digits.
         let mut r = CaptionRedactor::new(Redactor::default());
         assert_eq!(
-            finals(&mut r, &["我個電話係 9 1", "2 3 4 5", "6 7。"]),
-            ["我個電話係", "", "[電話號碼]。"]
+            finals(&mut r, &["我個電話係 9 1", "2 3 4 5", "6 7，唔該"]),
+            ["我個電話係", "", "[電話號碼]，唔該"]
         );
         assert_eq!(r.counts().phone, 1);
     }
@@ -562,13 +610,13 @@ mod tests {
         let mut r = CaptionRedactor::new(Redactor::default());
         let first = r.redact(final_(1, "電話係九一二三", 1000, 3000));
         assert_eq!(first.span(), (1000, 3000));
-        let second = r.redact(final_(2, "四五六七。", 4000, 5000));
-        assert_eq!((second.text(), second.span()), ("[電話號碼]。", (3000, 5000)));
+        let second = r.redact(final_(2, "四五六七，好", 4000, 5000));
+        assert_eq!((second.text(), second.span()), ("[電話號碼]，好", (3000, 5000)));
         // All held: the empty final keeps its times, the next one starts there.
         let mut r = CaptionRedactor::new(Redactor::default());
         assert_eq!(r.redact(final_(1, "九一二三", 1000, 2000)).text(), "");
-        let next = r.redact(final_(2, "四五六七。", 3000, 4000));
-        assert_eq!((next.text(), next.span()), ("[電話號碼]。", (1000, 4000)));
+        let next = r.redact(final_(2, "四五六七，好", 3000, 4000));
+        assert_eq!((next.text(), next.span()), ("[電話號碼]，好", (1000, 4000)));
     }
 
     #[test]
@@ -585,6 +633,10 @@ mod tests {
     fn partials_never_show_half_a_number() {
         let mut r = CaptionRedactor::new(Redactor::default());
         assert_eq!(r.redact(partial(1, 1, "電話係九一二")).text(), "電話係***");
+        assert_eq!(
+            r.redact(partial(1, 1, "Please call me on 912.")).text(),
+            "Please call me on ***."
+        );
         assert_eq!(r.redact(partial(1, 2, "電話係九一二三四五六七")).text(), "電話係[電話號碼]");
         assert_eq!(
             r.redact(partial(1, 3, "電話係九一二三四五六七，")).text(),
@@ -640,7 +692,7 @@ mod tests {
             ..Default::default()
         });
         let mut r = CaptionRedactor::new(masking);
-        assert_eq!(finals(&mut r, &["電話 9123 4567。", "好"]), ["電話 ****4567。", "好"]);
+        assert_eq!(finals(&mut r, &["電話 9123 4567，", "好"]), ["電話 ****4567，", "好"]);
         assert_eq!(finals(&mut r, &["call 9123", "4567 now"]), ["call", "****4567 now"]);
         // A partial ending in a mask shows the kept digits: the mask is final.
         assert_eq!(r.redact(partial(9, 1, "電話 9123 4567")).text(), "電話 ****4567");

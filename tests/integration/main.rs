@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod import;
 mod redact;
+mod redaction_sinks;
 mod script;
 mod server;
 mod stream;
