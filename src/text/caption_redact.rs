@@ -296,21 +296,26 @@ impl CaptionRedactor {
     /// The held text and the next text as one: joined as Whisper would have written
     /// them, except that a period Whisper put after the held digits goes when digits
     /// follow (`9123.` and `4567.` are `9123 4567.`). Between ASCII digits, whether
-    /// there was a space is unknown (`3` and `000 0000`): the joining that makes more
-    /// items wins.
+    /// there was a space is unknown (`3` and `000 0000`): the joining that leaves
+    /// fewer digits unredacted wins.
     fn combine(&self, held: &str, text: &str) -> String {
         let starts_with_digit =
             text.chars().next().is_some_and(|c| matches!(classify(c), Class::Digit { .. }));
         let held = if starts_with_digit { held.trim_end_matches(PERIODS) } else { held };
         let joined = join(held, text);
-        let ascii_digits = held.ends_with(|c: char| c.is_ascii_digit())
-            && text.starts_with(|c: char| c.is_ascii_digit());
-        if !ascii_digits {
+        // `G123456` and `A` (an HKID check letter) too.
+        let (end, start) = (held.chars().next_back(), text.chars().next());
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+        if !(alnum(end) && alnum(start) && (digit(end) || digit(start))) {
             return joined;
         }
         let glued = format!("{held}{text}");
-        let items = |t: &str| self.redact_in_context(t).1.total();
-        if items(&glued) > items(&joined) {
+        let digits_left = |t: &str| {
+            let (out, _) = self.redact_in_context(t);
+            out.chars().filter(|&c| matches!(classify(c), Class::Digit { .. })).count()
+        };
+        if digits_left(&glued) < digits_left(&joined) {
             glued
         } else {
             joined
@@ -386,6 +391,13 @@ fn open_tail(text: &str) -> usize {
     // A full stop after digits may be Whisper ending the text, not the number.
     if n >= 2 && PERIODS.contains(&chars[n - 1].1) && matches!(class(n - 2), Class::Digit { .. }) {
         i -= 1;
+    }
+    // An HKID check letter in its bracket: `A123456(A`.
+    if i >= 2 && matches!(class(i - 1), Class::Letter(_)) {
+        let before = if class(i - 2) == Class::Sep && i >= 3 { i - 3 } else { i - 2 };
+        if class(before) == Class::Open {
+            i -= 1;
+        }
     }
     while i > 0 && numberish(class(i - 1)) {
         i -= 1;
@@ -524,6 +536,8 @@ mod tests {
         assert_eq!(tail("****4567"), "");
         assert_eq!(tail("電話 9123 4567"), " 9123 4567");
         assert_eq!(tail("call me on 912."), " 912.");
+        assert_eq!(tail("身份證 N434845(A"), " N434845(A");
+        assert_eq!(tail("身份證 N434845 ( A"), " N434845 ( A");
         assert_eq!(tail("三點半見。"), "");
         assert_eq!(tail("[電話號碼]"), "");
         assert_eq!(tail("三點半見"), "");
@@ -555,6 +569,9 @@ mod tests {
         let mut r = CaptionRedactor::new(Redactor::default());
         assert_eq!(finals(&mut r, &["卡號 3", "000 0000 0000 0004，"]), ["卡號", "[信用卡號碼]，"]);
         assert_eq!(r.counts().card, 1);
+        // Found by fuzzing: with the space, the middle is a phone number.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(finals(&mut r, &["，6", "044 4483 5754 0638，"]), ["，", "[信用卡號碼]，"]);
         // Digit by digit, in three pieces, the middle one all digits.
         let mut r = CaptionRedactor::new(Redactor::default());
         assert_eq!(
@@ -571,12 +588,27 @@ mod tests {
             ["我身份證係 A", "123456(3)，記低"],
             ["我身份證係 A123456", "(3)，記低"],
             ["我身份證係 A一二三四五六", "（三），記低"],
+            ["我身份證係 A123456(", "3)，記低"],
+            ["我身份證係 A123456 (3", ")，記低"],
         ] {
             let mut r = CaptionRedactor::new(Redactor::default());
             let out = finals(&mut r, &pieces);
             assert_eq!(out[0], "我身份證係", "{pieces:?}");
             assert_eq!(out[1], "[身份證號碼]，記低", "{pieces:?}");
             assert_eq!(r.counts().hkid, 1, "{pieces:?}");
+        }
+    }
+
+    #[test]
+    fn an_hkid_check_letter_in_the_next_final_is_caught() {
+        for pieces in [["身份證 N434845(A", ")。"], ["身份證 G123456", "A，"]] {
+            let mut r = CaptionRedactor::new(Redactor::default());
+            let out = finals(&mut r, &pieces);
+            assert_eq!(
+                out.concat(),
+                format!("身份證[身份證號碼]{}", &pieces[1][pieces[1].len() - 3..])
+            );
+            assert_eq!(r.counts().hkid, 1, "{pieces:?} -> {out:?}");
         }
     }
 

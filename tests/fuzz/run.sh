@@ -17,11 +17,13 @@ command -v cargo-fuzz >/dev/null 2>&1 || {
 toolchain=""
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     toolchain="+nightly"
-else
-    export RUSTC_BOOTSTRAP=1
 fi
+# Set also on nightly, so that `cargo fuzz build` runs with the same flags reuse
+# one build.
+export RUSTC_BOOTSTRAP=1
 # The redactor is safe Rust (unsafe_code = forbid): no sanitizer needed, which also
-# keeps whisper.cpp and OpenCC out of AddressSanitizer's way.
+# keeps whisper.cpp and OpenCC out of AddressSanitizer's way. -O: without debug
+# assertions, as `cargo fuzz build -O` builds (add -a to check overflows too).
 mkdir -p tests/fuzz/corpus/redact
-exec cargo $toolchain fuzz run --fuzz-dir tests/fuzz --sanitizer none redact \
+exec cargo $toolchain fuzz run --fuzz-dir tests/fuzz --sanitizer none -O redact \
     tests/fuzz/corpus/redact -- -max_total_time="$seconds" -max_len=512

@@ -1,8 +1,9 @@
 //! Redaction in every sink, on real speech: `cantocap transcribe`, `cantocap live`
 //! and a viewer of `cantocap serve` never get a phone number the speaker read out.
 //!
-//! espeak-ng reads "call me on nine one two three, four five six seven" and the
-//! base model writes the number in digits (`Call me on 91234567`); the tests check
+//! espeak-ng reads "Please call me on nine one two three, four five six seven" and
+//! the base model writes the number in digits (`Please call me on 91234567.`, and
+//! partials such as `Please call me on 912.` while streaming); the tests check
 //! that the model did write a number the redactor recognises (with `--redact none`)
 //! before checking that no sink shows it.
 
@@ -22,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
 
-const CALL: &str = "call me on nine one two three, four five six seven.";
+const CALL: &str = "Please call me on nine one two three, four five six seven.";
 
 fn call_wav(dir: &Path) -> PathBuf {
     let spoken = dir.join("call.wav");
