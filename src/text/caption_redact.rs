@@ -411,9 +411,11 @@ fn open_tail(text: &str) -> usize {
     }
     let word_start = j == 0 || !matches!(class(j - 1), Class::Letter(_) | Class::Digit { .. });
     if j < i && word_start {
-        // Touching the digits, or capitals (`on 9123` is a word and a number).
+        // The redactor reads letters (any case) and one separator before six or
+        // seven digits as an HKID number, so `on 9123` is held whole.
         let capitals = (j..i).all(|k| chars[k].1.is_uppercase());
-        let next = (i..n).find(|&k| !capitals || class(k) != Class::Sep);
+        let reach = if capitals { n } else { (i + 2).min(n) };
+        let next = (i..reach).find(|&k| class(k) != Class::Sep);
         let digits_follow = next.is_some_and(|k| matches!(class(k), Class::Digit { .. }));
         if digits_follow || (capitals && i == n) {
             i = j;
@@ -522,7 +524,8 @@ mod tests {
             &t[open_tail(t)..]
         }
         assert_eq!(tail("電話係九一二三"), "九一二三");
-        assert_eq!(tail("call me on 9123 "), " 9123 ");
+        assert_eq!(tail("call me on 9123 "), " on 9123 ");
+        assert_eq!(tail("p-9109106"), "p-9109106");
         assert_eq!(tail("身份證係 A123"), " A123");
         assert_eq!(tail("身份證係 A"), " A");
         assert_eq!(tail("身份證係 AB1234 56("), " AB1234 56(");
@@ -530,12 +533,12 @@ mod tests {
         assert_eq!(tail("打去 (852)"), " (852)");
         assert_eq!(tail("send 個 file"), "");
         assert_eq!(tail("好 ok"), "");
-        assert_eq!(tail("call me on 9123"), " 9123");
+        assert_eq!(tail("call me on 9123"), " on 9123");
         assert_eq!(tail("a123"), "a123");
         assert_eq!(tail("XYZ123"), "123");
         assert_eq!(tail("****4567"), "");
         assert_eq!(tail("電話 9123 4567"), " 9123 4567");
-        assert_eq!(tail("call me on 912."), " 912.");
+        assert_eq!(tail("call me on 912."), " on 912.");
         assert_eq!(tail("身份證 N434845(A"), " N434845(A");
         assert_eq!(tail("身份證 N434845 ( A"), " N434845 ( A");
         assert_eq!(tail("三點半見。"), "");
@@ -556,14 +559,14 @@ mod tests {
         let mut r = CaptionRedactor::new(Redactor::default());
         assert_eq!(
             finals(&mut r, &["call me on 9123", "4567 please."]),
-            ["call me on", "[電話號碼] please."]
+            ["call me", "on [電話號碼] please."]
         );
         // Whisper's full stop after the first half goes. A full stop after digits
         // may be one of those, so the second final is held whole, until the end.
         let mut r = CaptionRedactor::new(Redactor::default());
         assert_eq!(
             finals(&mut r, &["Call me on 9123.", "4567."]),
-            ["Call me on", "", "[電話號碼]."]
+            ["Call me", "", "on [電話號碼]."]
         );
         // Split inside a group of ASCII digits: joined without the space.
         let mut r = CaptionRedactor::new(Redactor::default());

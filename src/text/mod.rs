@@ -67,7 +67,7 @@
 //! # Ok::<(), cantocap::Error>(())
 //! ```
 
-mod caption_redact;
+pub mod caption_redact;
 pub mod redact;
 mod script;
 
