@@ -306,8 +306,7 @@ impl CaptionRedactor {
         // `G123456` and `A` (an HKID check letter) too.
         let (end, start) = (held.chars().next_back(), text.chars().next());
         let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-        let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
-        if !(alnum(end) && alnum(start) && (digit(end) || digit(start))) {
+        if !(alnum(end) && alnum(start)) {
             return joined;
         }
         let glued = format!("{held}{text}");
@@ -324,18 +323,36 @@ impl CaptionRedactor {
 
     /// Redacts `text` as it follows the emitted context; the context itself never
     /// changes (it was redacted already and ends before any open tail).
+    ///
+    /// Between ASCII letters or digits, whether the two were written with a space is
+    /// unknown (a word such as `account` can be cut in two): both are tried, and the
+    /// one leaving fewer digits unredacted wins.
     fn redact_in_context(&self, text: &str) -> (String, RedactionCounts) {
-        let prefix = join(&self.context, " ");
-        let prefix = if needs_space(&self.context, text) { prefix } else { self.context.clone() };
-        let redacted = self.redactor.redact(&format!("{prefix}{text}"));
-        match redacted.text.strip_prefix(&prefix) {
-            Some(rest) => (rest.to_owned(), redacted.counts),
-            // An item reached into the context (which should not happen): redact alone.
-            None => {
-                let alone = self.redactor.redact(text);
-                (alone.text, alone.counts)
+        let spaced = format!("{} ", self.context);
+        let prefixes: &[&str] = if needs_space(&self.context, text) {
+            &[&spaced, &self.context]
+        } else {
+            &[&self.context]
+        };
+        let digits =
+            |t: &str| t.chars().filter(|&c| matches!(classify(c), Class::Digit { .. })).count();
+        let mut best: Option<(String, RedactionCounts)> = None;
+        for prefix in prefixes {
+            let redacted = self.redactor.redact(&format!("{prefix}{text}"));
+            // An item reaching into the context (which should not happen) would
+            // change it: then `text` is redacted alone.
+            let candidate = match redacted.text.strip_prefix(prefix) {
+                Some(rest) => (rest.to_owned(), redacted.counts),
+                None => {
+                    let alone = self.redactor.redact(text);
+                    (alone.text, alone.counts)
+                }
+            };
+            if best.as_ref().is_none_or(|b| digits(&candidate.0) < digits(&b.0)) {
+                best = Some(candidate);
             }
         }
+        best.unwrap_or_default()
     }
 
     /// Keeps the last [`CONTEXT_CHARS`] characters of emitted text, starting after
@@ -652,6 +669,15 @@ mod tests {
         assert_eq!(r.redact(final_(1, "九一二三", 1000, 2000)).text(), "");
         let next = r.redact(final_(2, "四五六七，好", 3000, 4000));
         assert_eq!((next.text(), next.span()), ("[電話號碼]，好", (1000, 4000)));
+    }
+
+    #[test]
+    fn an_account_word_cut_in_two_still_counts() {
+        // Found by fuzzing: `acct` cut between two finals.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        let out = finals(&mut r, &["我 ac", "ct 1 4444444441，"]);
+        assert_eq!(out, ["我 ac", "ct [銀行戶口號碼]，"]);
+        assert_eq!(r.counts().account, 1);
     }
 
     #[test]
