@@ -65,7 +65,10 @@
 //! ```
 //!
 //! Emails are not held back: speech recognition writes an address within one
-//! utterance, if at all.
+//! utterance, if at all. Whether two finals were written with a space between them
+//! is not known; between ASCII letters or digits both readings are tried and the one
+//! leaving fewer digits wins, but an account word cut inside (`ac` | `ct`), which
+//! speech recognition does not do, is not always found again.
 
 use super::redact::{classify, Class};
 use super::{RedactionCounts, RedactionTypes, Redactor};
@@ -263,7 +266,7 @@ impl CaptionRedactor {
             tail = combined.len();
             held.clear();
         }
-        let (out, counts) = self.redact_in_context(&combined[..tail]);
+        let (out, counts, sep) = self.redact_after_context(&combined[..tail]);
         self.counts += counts;
         let emit = if tail == combined.len() && self.holds {
             // Nothing held (or too much to hold): what could still grow is masked.
@@ -276,7 +279,12 @@ impl CaptionRedactor {
         if !held.is_empty() {
             self.held_from_ms = if emit.is_empty() { start_ms } else { end_ms };
         }
-        self.push_context(&emit);
+        // The context goes on as the text was read (`ac` and `ct` are `acct`).
+        if !emit.is_empty() {
+            self.context = format!("{}{sep}", self.context);
+            let glued = self.context.is_empty() || sep.is_empty();
+            self.push_context_glued(&emit, glued);
+        }
         self.held = held;
         emit
     }
@@ -328,40 +336,50 @@ impl CaptionRedactor {
     /// unknown (a word such as `account` can be cut in two): both are tried, and the
     /// one leaving fewer digits unredacted wins.
     fn redact_in_context(&self, text: &str) -> (String, RedactionCounts) {
-        let spaced = format!("{} ", self.context);
-        let prefixes: &[&str] = if needs_space(&self.context, text) {
-            &[&spaced, &self.context]
-        } else {
-            &[&self.context]
-        };
+        let (out, counts, _) = self.redact_after_context(text);
+        (out, counts)
+    }
+
+    /// [`redact_in_context`](Self::redact_in_context), and the separator chosen
+    /// between the context and `text`.
+    fn redact_after_context(&self, text: &str) -> (String, RedactionCounts, &'static str) {
+        let seps: &[&'static str] =
+            if needs_space(&self.context, text) { &[" ", ""] } else { &[""] };
         let digits =
             |t: &str| t.chars().filter(|&c| matches!(classify(c), Class::Digit { .. })).count();
-        let mut best: Option<(String, RedactionCounts)> = None;
-        for prefix in prefixes {
+        let mut best: Option<(String, RedactionCounts, &'static str)> = None;
+        for &sep in seps {
+            let prefix = format!("{}{sep}", self.context);
             let redacted = self.redactor.redact(&format!("{prefix}{text}"));
             // An item reaching into the context (which should not happen) would
             // change it: then `text` is redacted alone.
-            let candidate = match redacted.text.strip_prefix(prefix) {
-                Some(rest) => (rest.to_owned(), redacted.counts),
+            let candidate = match redacted.text.strip_prefix(&prefix) {
+                Some(rest) => (rest.to_owned(), redacted.counts, sep),
                 None => {
                     let alone = self.redactor.redact(text);
-                    (alone.text, alone.counts)
+                    (alone.text, alone.counts, " ")
                 }
             };
             if best.as_ref().is_none_or(|b| digits(&candidate.0) < digits(&b.0)) {
                 best = Some(candidate);
             }
         }
-        best.unwrap_or_default()
+        best.unwrap_or_else(|| (String::new(), RedactionCounts::default(), ""))
     }
 
     /// Keeps the last [`CONTEXT_CHARS`] characters of emitted text, starting after
     /// any number cut in half by the cut (which could look like an item alone).
     fn push_context(&mut self, emitted: &str) {
+        self.push_context_glued(emitted, false);
+    }
+
+    /// [`push_context`](Self::push_context), without adding a space when `glued`.
+    fn push_context_glued(&mut self, emitted: &str, glued: bool) {
         if emitted.is_empty() {
             return;
         }
-        let all = join(&self.context, emitted);
+        let all =
+            if glued { format!("{}{emitted}", self.context) } else { join(&self.context, emitted) };
         let chars: Vec<char> = all.chars().collect();
         let mut from = chars.len().saturating_sub(CONTEXT_CHARS);
         if from > 0 {
