@@ -275,18 +275,18 @@ impl CaptionRedactor {
         } else {
             out
         };
-        let emit = emit.trim().to_owned();
         if !held.is_empty() {
-            self.held_from_ms = if emit.is_empty() { start_ms } else { end_ms };
+            self.held_from_ms = if emit.trim().is_empty() { start_ms } else { end_ms };
         }
-        // The context goes on as the text was read (`ac` and `ct` are `acct`).
+        // The context goes on as the text was read (`ac` and `ct` are `acct`), its
+        // white space included (a line break keeps `£` away from the next number).
         if !emit.is_empty() {
             self.context = format!("{}{sep}", self.context);
             let glued = self.context.is_empty() || sep.is_empty();
             self.push_context_glued(&emit, glued);
         }
         self.held = held;
-        emit
+        emit.trim().to_owned()
     }
 
     fn partial_text(&self, text: &str) -> String {
@@ -648,6 +648,13 @@ mod tests {
             );
             assert_eq!(r.counts().hkid, 1, "{pieces:?} -> {out:?}");
         }
+    }
+
+    #[test]
+    fn white_space_trimmed_from_a_final_still_separates() {
+        // Found by fuzzing: the line break kept `£` away from the number.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(finals(&mut r, &["£\n817077", "77，"]), ["£", "[電話號碼]，"]);
     }
 
     #[test]
