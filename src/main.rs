@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use cantocap::asr::{TranscribeOptions, WhisperModel};
 use cantocap::caption::{self, CaptionFormat, LayoutOptions};
 use cantocap::model::{self, Quantize};
-use cantocap::text::{Script, ScriptConverter};
+use cantocap::text::{CaptionRedactor, Redactor, Script, ScriptConverter};
 
 mod cli;
 
@@ -43,7 +43,10 @@ enum Command {
 
 Input: WAV (PCM 8/16/24/32-bit integer or 32-bit float), any sample rate and channel
 count; it is downmixed and resampled to 16 kHz. Convert other formats first, e.g.
-`sox in.mp3 out.wav` or `ffmpeg -i in.m4a out.wav`.")]
+`sox in.mp3 out.wav` or `ffmpeg -i in.m4a out.wav`.
+
+Personal data (HKID, phone, email, card and bank account numbers) is redacted in every
+format by default; --redact none keeps it, --redact phone,hkid chooses kinds.")]
     Transcribe(TranscribeArgs),
     /// Live captions from the microphone, or from a WAV file at real-time pace.
     #[command(after_help = "Examples:
@@ -55,7 +58,12 @@ count; it is downmixed and resampled to 16 kHz. Convert other formats first, e.g
 The terminal shows the partial (the words still being decided, dimmed) rewritten in
 place, and each final as a timestamped line. --jsonl writes every event (partials and
 finals) with its times, for latency measurements; --srt and --vtt are valid at every
-moment. Ctrl-C stops and flushes.")]
+moment. Ctrl-C stops and flushes.
+
+Personal data (HKID, phone, email, card and bank account numbers) is redacted in the
+terminal and every file, partials included, by default; --redact none keeps it. A final
+ending in what may be the start of a number is shown without it, and the number with the
+next final.")]
     Live(LiveArgs),
     /// Caption server: audio in over WebSocket per session, captions out to viewers.
     #[cfg(feature = "server")]
@@ -112,6 +120,8 @@ struct TranscribeArgs {
     /// Keep what the hallucination guards would drop (credit lines, loops).
     #[arg(long)]
     no_guards: bool,
+    #[command(flatten)]
+    redact: cli::redact::RedactFlags,
 }
 
 #[derive(Args)]
@@ -142,6 +152,8 @@ struct LiveArgs {
     /// Write every event (partial and final) here as JSON lines.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
+    #[command(flatten)]
+    redact: cli::redact::RedactFlags,
 }
 
 /// Whisper flags shared by `transcribe` and `live`.
@@ -339,7 +351,10 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     let audio_s = audio.duration_ms() as f64 / 1000.0;
     let compute_s = started.elapsed().as_secs_f64();
 
-    let segments: Vec<_> = segments
+    // Redacted before script conversion, as in every sink: labels get converted too.
+    let mut redactor = CaptionRedactor::new(Redactor::new(args.redact.options()));
+    let segments: Vec<_> = redactor
+        .redact_segments(segments)
         .into_iter()
         .map(|mut s| {
             s.text = converter.convert(&s.text);
@@ -372,6 +387,9 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
             compute_s,
             compute_s / audio_s.max(0.001)
         );
+        if !redactor.counts().is_empty() {
+            eprintln!("redacted: {}", redactor.counts());
+        }
     }
     Ok(())
 }
@@ -495,6 +513,7 @@ fn live(args: LiveArgs) -> Result<()> {
         vtt: args.vtt,
         jsonl: args.jsonl,
         layout: LayoutOptions::default(),
+        redact: args.redact.options(),
     })
 }
 

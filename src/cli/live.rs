@@ -22,7 +22,9 @@ use cantocap::asr::{
 use cantocap::audio::StreamResampler;
 use cantocap::audio::WHISPER_SAMPLE_RATE;
 use cantocap::caption::{self, CaptionFormat, CaptionWriter, LayoutOptions};
-use cantocap::text::{Script, ScriptConverter};
+use cantocap::text::{
+    CaptionRedactor, RedactOptions, RedactionCounts, Redactor, Script, ScriptConverter,
+};
 
 /// How fast a file is streamed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +62,8 @@ pub struct LiveConfig {
     pub vtt: Option<PathBuf>,
     pub jsonl: Option<PathBuf>,
     pub layout: LayoutOptions,
+    /// Applied to every event before any sink sees it.
+    pub redact: RedactOptions,
 }
 
 const CHUNK_MS: u64 = 100;
@@ -107,8 +111,9 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
     let merge = !matches!((&source, cfg.speed), (Source::File(_), Speed::Max));
     let started = Instant::now();
     let live_clock = merge;
+    let mut redactor = CaptionRedactor::new(Redactor::new(cfg.redact.clone()));
     let worker = std::thread::Builder::new().name("asr".into()).spawn(
-        move || -> Result<(StreamingTranscriber, Sinks)> {
+        move || -> Result<(StreamingTranscriber, Sinks, RedactionCounts)> {
             while let Ok(mut chunk) = rx.recv() {
                 if merge {
                     // Catch up: everything that arrived while decoding goes in one push.
@@ -116,15 +121,17 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
                         chunk.extend(more);
                     }
                 }
-                for event in engine.push(&chunk)? {
+                for event in redactor.redact_all(engine.push(&chunk)?) {
                     sinks.emit(event, live_clock.then(|| started.elapsed()))?;
                 }
             }
-            for event in engine.finish()? {
+            let mut last = redactor.redact_all(engine.finish()?);
+            last.extend(redactor.finish());
+            for event in last {
                 sinks.emit(event, live_clock.then(|| started.elapsed()))?;
             }
             sinks.finish()?;
-            Ok((engine, sinks))
+            Ok((engine, sinks, redactor.counts()))
         },
     )?;
 
@@ -180,7 +187,7 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
         }
     }
     drop(tx);
-    let (engine, _sinks) =
+    let (engine, _sinks, redacted) =
         worker.join().map_err(|_| anyhow::anyhow!("the ASR worker crashed"))??;
     let stats = engine.stats();
     if io::stderr().is_terminal() {
@@ -192,6 +199,9 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
             stats.compute_ms as f64 / 1000.0,
             stats.compute_ms as f64 / stats.pushed_ms.max(1) as f64
         );
+        if !redacted.is_empty() {
+            eprintln!("redacted: {redacted}");
+        }
     }
     Ok(())
 }
@@ -255,6 +265,9 @@ impl Sinks {
                     self.partial_shown = true;
                 }
             }
+            // A final whose text the redactor holds back whole (it may be the start
+            // of a number): the next final carries it.
+            CaptionEvent::Final { text, .. } if text.is_empty() => {}
             CaptionEvent::Final { text, start_ms, .. } => {
                 if self.partial_shown {
                     write!(stdout, "\r\x1b[2K")?;

@@ -12,7 +12,7 @@ use cantocap::text::{
 const AFTER_HELP: &str = "Examples:
   echo '身份證 A123456(3)，電話九一二三 四五六七' | cantocap redact
                                  prints 身份證 [身份證號碼]，電話[電話號碼]
-  cantocap redact --types phone,email < notes.txt
+  cantocap redact --redact phone,email < notes.txt
   cantocap redact --mask-keep 4 --counts < meeting.srt > meeting-redacted.srt
   cantocap transcribe talk.wav --format txt | cantocap redact --english-labels
 
@@ -23,13 +23,14 @@ starting 2-9, optionally after +852, 852 or (852)); email addresses; card number
 玖壹貳叁), grouped with spaces or hyphens. Dates, times, prices, counts and other
 numbers are kept. Each line is redacted on its own and written as soon as it is read.";
 
-/// The options of `cantocap redact`.
-#[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
-pub struct RedactArgs {
-    /// Kinds to redact, comma-separated: hkid, phone, email, card, account; or all, none.
-    #[arg(long, value_name = "KINDS", default_value = "all")]
-    pub types: RedactionTypes,
+/// The redaction flags shared by `transcribe`, `live`, `serve` and `redact`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RedactFlags {
+    /// Kinds of personal data to redact, comma-separated: hkid, phone, email, card,
+    /// account; or all, or none. Redaction is on by default (all kinds); `--redact
+    /// none` turns it off. [default: all]
+    #[arg(long = "redact", visible_alias = "types", value_name = "KINDS")]
+    pub types: Option<RedactionTypes>,
     /// Write `*` for each digit but the last N (at most half of them) instead of a label,
     /// e.g. ****4567. Email addresses still get their label.
     #[arg(long, value_name = "N")]
@@ -37,29 +38,47 @@ pub struct RedactArgs {
     /// Labels in English ([PHONE]) instead of Traditional Chinese ([電話號碼]).
     #[arg(long)]
     pub english_labels: bool,
+}
+
+impl RedactFlags {
+    /// The library options these flags stand for.
+    pub fn options(&self) -> RedactOptions {
+        let mut options = RedactOptions::default();
+        self.apply(&mut options);
+        options
+    }
+
+    /// Puts the flags that were given into `options` (from a config file), leaving
+    /// the rest as they are.
+    pub fn apply(&self, options: &mut RedactOptions) {
+        if let Some(types) = self.types {
+            options.types = types;
+        }
+        if let Some(keep) = self.mask_keep {
+            options.replacement = Replacement::MaskKeepLast(keep);
+        }
+        if self.english_labels {
+            options.labels = Labels::english();
+        }
+    }
+}
+
+/// The options of `cantocap redact`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct RedactArgs {
+    #[command(flatten)]
+    pub flags: RedactFlags,
     /// When done, print how many items of each kind were redacted to stderr (never the
     /// items themselves), one `kind<TAB>count` line per kind.
     #[arg(long)]
     pub counts: bool,
 }
 
-impl RedactArgs {
-    /// The library options these flags stand for.
-    pub fn options(&self) -> RedactOptions {
-        RedactOptions {
-            types: self.types,
-            replacement: match self.mask_keep {
-                Some(keep) => Replacement::MaskKeepLast(keep),
-                None => Replacement::Label,
-            },
-            labels: if self.english_labels { Labels::english() } else { Labels::chinese() },
-        }
-    }
-}
-
 /// Redacts stdin to stdout, line by line.
 pub fn run(args: RedactArgs) -> Result<()> {
-    let redactor = Redactor::new(args.options());
+    let options = args.flags.options();
+    let redactor = Redactor::new(options.clone());
     let mut counts = RedactionCounts::default();
     let result = redact_lines(&redactor, io::stdin().lock(), io::stdout().lock(), &mut counts);
     // `cantocap redact < big.txt | head` is not an error.
@@ -72,7 +91,7 @@ pub fn run(args: RedactArgs) -> Result<()> {
     }
     if args.counts {
         let mut err = io::stderr().lock();
-        for kind in args.types.iter() {
+        for kind in options.types.iter() {
             writeln!(err, "{kind}\t{}", counts.get(kind))?;
         }
     }
@@ -125,10 +144,29 @@ mod tests {
         let matches =
             cmd.try_get_matches_from(["redact", "--types", "phone", "--mask-keep", "4"]).unwrap();
         let args = <RedactArgs as clap::FromArgMatches>::from_arg_matches(&matches).unwrap();
-        let options = args.options();
+        let options = args.flags.options();
         assert_eq!(options.types, "phone".parse().unwrap());
         assert_eq!(options.replacement, Replacement::MaskKeepLast(4));
         let help = RedactArgs::augment_args(Command::new("redact")).render_long_help().to_string();
         assert!(help.contains("Examples:") && help.contains("[default: all]"), "{help}");
+        assert!(help.contains("--redact none") && help.contains("--types"), "{help}");
+    }
+
+    #[test]
+    fn flags_default_to_everything_and_override_only_what_is_given() {
+        assert_eq!(RedactFlags::default().options(), RedactOptions::default());
+        let cmd = RedactFlags::augment_args(Command::new("x"));
+        let matches = cmd.try_get_matches_from(["x", "--redact", "none"]).unwrap();
+        let flags = <RedactFlags as clap::FromArgMatches>::from_arg_matches(&matches).unwrap();
+        assert_eq!(flags.options().types, RedactionTypes::NONE);
+        let mut from_file =
+            RedactOptions { replacement: Replacement::MaskKeepLast(2), ..RedactOptions::default() };
+        let english = RedactFlags { english_labels: true, ..RedactFlags::default() };
+        english.apply(&mut from_file);
+        assert_eq!(from_file.replacement, Replacement::MaskKeepLast(2));
+        assert_eq!(from_file.labels, Labels::english());
+        let bad = RedactFlags::augment_args(Command::new("x"))
+            .try_get_matches_from(["x", "--redact", "passport"]);
+        assert!(bad.unwrap_err().to_string().contains("passport"));
     }
 }

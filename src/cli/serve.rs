@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// Do not log connections to stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Personal data is redacted from every caption (viewers, transcripts, journal)
+    /// by default; these flags override the config file's [redact] table.
+    #[command(flatten)]
+    pub redact: crate::cli::redact::RedactFlags,
 }
 
 /// Run the server until SIGTERM or Ctrl-C, then shut down gracefully.
@@ -130,6 +134,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(path) = &args.config {
         ConfigFile::read(path)?.apply(&mut config);
     }
+    args.redact.apply(&mut config.redact);
     // Flags override the config file.
     let limits = &mut config.limits;
     for (flag, value) in [
@@ -176,6 +181,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
     }
     config.check()?;
+    let config_redact = config.redact.clone();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -183,7 +189,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start tokio")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        eprintln!("cantocap serve: listening on {scheme}://{}", server.local_addr());
+        eprintln!(
+            "cantocap serve: listening on {scheme}://{}; {}",
+            server.local_addr(),
+            cantocap::server::redaction::describe(&config_redact)
+        );
         server.ready().await?;
         eprintln!("cantocap serve: model loaded; ready");
         let handle = server.shutdown_handle();

@@ -9,10 +9,12 @@ use serde::Deserialize;
 use super::allow::IpNet;
 use super::auth::TokenEntry;
 use super::protocol::valid_session_id;
+use super::redaction::RedactSection;
 use super::retention::Retention;
 use super::tls::TlsFiles;
 use super::webhook::WebhookConfig;
 use crate::asr::TranscribeOptions;
+use crate::text::RedactOptions;
 use crate::{Error, Result};
 
 /// Limits on everything a client controls, with documented defaults. In the TOML
@@ -134,6 +136,9 @@ pub struct ServerConfig {
     pub record_audio: bool,
     /// Signed webhooks for finals and session closes (see `docs/WEBHOOKS.md`).
     pub webhooks: Vec<WebhookConfig>,
+    /// Personal data redacted from every caption before it leaves the engine.
+    /// Default: every kind, Chinese labels.
+    pub redact: RedactOptions,
 }
 
 impl Default for ServerConfig {
@@ -155,6 +160,7 @@ impl Default for ServerConfig {
             retention: None,
             record_audio: false,
             webhooks: Vec::new(),
+            redact: RedactOptions::default(),
         }
     }
 }
@@ -217,6 +223,8 @@ pub struct ConfigFile {
     pub record_audio: Option<bool>,
     /// Webhooks (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
+    /// Redaction (see [`RedactSection`]).
+    pub redact: Option<RedactSection>,
 }
 
 impl ConfigFile {
@@ -268,6 +276,9 @@ impl ConfigFile {
         config.audit_log = self.audit_log.or(config.audit_log.take());
         config.retention = self.retention.map(|r| r.0).or(config.retention);
         config.record_audio = self.record_audio.unwrap_or(config.record_audio);
+        if let Some(redact) = &self.redact {
+            redact.apply(&mut config.redact);
+        }
     }
 }
 

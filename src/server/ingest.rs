@@ -28,7 +28,7 @@ use super::session::{Continuation, Session};
 use super::viewers::{refuse, truncate};
 use super::{signalled, Shared};
 use crate::asr::{CaptionEvent, StreamOptions, StreamingTranscriber};
-use crate::text::Script;
+use crate::text::{CaptionRedactor, Redactor, Script};
 use crate::Error;
 
 type Ws = WebSocketStream<super::tls::Conn>;
@@ -184,6 +184,8 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
         Arc::clone(&shared),
     ));
     let (input, input_rx) = std_mpsc::channel();
+    // For the audit record at the close: redaction counts, never the items.
+    let audited = Arc::clone(&session);
     let (done_tx, done_rx) = oneshot::channel();
     {
         let job = Job {
@@ -194,6 +196,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
             input: input_rx,
             out: out.clone(),
             model,
+            redactor: CaptionRedactor::new(Redactor::new(shared.config.redact.clone())),
         };
         let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
             let summary = job.run();
@@ -242,6 +245,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
     let mut closed = client.entry(Event::SessionClosed).session(&id).detail(end.detail());
     closed.audio_s = Some(audio_ms as f64 / 1000.0);
     closed.captions = Some(finals);
+    closed.redactions = Some(audited.redactions());
     closed.close_code = close_code;
     shared.audit(closed);
 }
@@ -433,11 +437,13 @@ struct Job {
     input: std_mpsc::Receiver<Input>,
     out: mpsc::UnboundedSender<Out>,
     model: Arc<crate::asr::WhisperModel>,
+    /// Applied to every event before the journal, viewers and the ingest client.
+    redactor: CaptionRedactor,
 }
 
 impl Job {
     /// Returns the ms of audio received and the finals published.
-    fn run(self) -> (u64, u64) {
+    fn run(mut self) -> (u64, u64) {
         let mut transcribe = self.shared.config.transcribe.clone();
         if let Some(language) = &self.start.language {
             transcribe.language = Some(language.clone());
@@ -518,7 +524,7 @@ impl Job {
                 let _permit = self.shared.pool.acquire();
                 engine.push(&audio)
             };
-            failed = !self.emit(events, &mut arrivals, &mut shown);
+            failed = !self.emit(events, &mut arrivals, &mut shown, false);
         }
         if !failed {
             let events = {
@@ -547,7 +553,10 @@ impl Job {
                 }
                 events
             });
-            self.emit(events, &mut arrivals, &mut shown);
+            self.emit(events, &mut arrivals, &mut shown, true);
+        } else {
+            // The text the redactor still holds back is not lost with the engine.
+            self.emit(Ok(Vec::new()), &mut arrivals, &mut shown, true);
         }
         if let Some(Err(e)) = recorder.map(Recorder::finish) {
             self.shared.log(format_args!("session {}: recording: {e}", self.session.id));
@@ -560,9 +569,10 @@ impl Job {
             end_ms,
         );
         self.shared.log(format_args!(
-            "session {}: ingest ended after {:.1} s of audio",
+            "session {}: ingest ended after {:.1} s of audio; redacted {}",
             self.session.id,
-            engine.stats().pushed_ms as f64 / 1000.0
+            engine.stats().pushed_ms as f64 / 1000.0,
+            self.redactor.counts()
         ));
         (engine.stats().pushed_ms, shown.finals)
     }
@@ -578,12 +588,14 @@ impl Job {
             .ok()
     }
 
-    /// Publish events; false (after telling the client) if the engine failed.
+    /// Redact and publish events (with what the redactor still holds if `last`);
+    /// false (after telling the client) if the engine failed.
     fn emit(
-        &self,
+        &mut self,
         events: crate::Result<Vec<CaptionEvent>>,
         arrivals: &mut VecDeque<(u64, Instant)>,
         shown: &mut Shown,
+        last: bool,
     ) -> bool {
         let events = match events {
             Ok(e) => e,
@@ -594,15 +606,28 @@ impl Job {
                 return false;
             }
         };
-        let metrics = &self.shared.metrics;
-        for mut event in events {
-            let (_, local_end) = event.span();
+        // What the engine showed (unredacted: the stream's end may commit it).
+        for event in &events {
             if event.is_final() {
                 shown.last_final = event.segment();
                 shown.partial = None;
             } else {
                 shown.partial = Some(event.clone());
             }
+        }
+        let before = self.redactor.counts();
+        let mut events = self.redactor.redact_all(events);
+        if last {
+            events.extend(self.redactor.finish());
+        }
+        let redacted = self.redactor.counts() - before;
+        let metrics = &self.shared.metrics;
+        if !redacted.is_empty() {
+            self.session.add_redactions(redacted);
+            metrics.redacted(redacted);
+        }
+        for mut event in events {
+            let (_, local_end) = event.span();
             if event.is_final() {
                 // Final latency: from the arrival of the audio that ends the utterance.
                 while arrivals.len() > 1 && arrivals[0].0 < local_end {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::protocol::ErrorCode;
+use crate::text::{RedactionCounts, RedactionKind};
 
 /// Bucket bounds of the latency histograms, in seconds.
 const BUCKETS: [f64; 10] = [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0];
@@ -112,12 +113,20 @@ pub struct Metrics {
     /// Webhook deliveries.
     pub webhooks: Arc<WebhookCounters>,
     errors: [AtomicU64; ErrorCode::ALL.len()],
+    redactions: [AtomicU64; RedactionKind::ALL.len()],
 }
 
 impl Metrics {
     /// Count an error sent to a client.
     pub fn error(&self, code: ErrorCode) {
         self.errors[code.ordinal()].fetch_add(1, Relaxed);
+    }
+
+    /// Count items redacted from finals.
+    pub fn redacted(&self, counts: RedactionCounts) {
+        for (i, kind) in RedactionKind::ALL.into_iter().enumerate() {
+            self.redactions[i].fetch_add(counts.get(kind), Relaxed);
+        }
     }
 
     /// Everything, as Prometheus text.
@@ -210,6 +219,14 @@ impl Metrics {
                 writeln!(out, "cantocap_errors_total{{kind=\"{kind}\"}} {}", count.load(Relaxed));
         }
         self.webhooks.render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP cantocap_redactions_total Personal data items redacted from finals, by kind.\n# TYPE cantocap_redactions_total counter"
+        );
+        for (i, kind) in RedactionKind::ALL.into_iter().enumerate() {
+            let count = self.redactions[i].load(Relaxed);
+            let _ = writeln!(out, "cantocap_redactions_total{{kind=\"{kind}\"}} {count}");
+        }
         out
     }
 }
@@ -225,6 +242,7 @@ mod tests {
         m.final_latency.observe_ms(30_000);
         m.error(ErrorCode::TooFast);
         m.ip_denied.fetch_add(2, Relaxed);
+        m.redacted(RedactionCounts { phone: 2, hkid: 1, ..Default::default() });
         let text = m.render(true);
         assert!(text.contains("cantocap_final_latency_seconds_bucket{le=\"1\"} 1\n"), "{text}");
         assert!(text.contains("cantocap_final_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
@@ -240,5 +258,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cantocap_webhook_deliveries_total{result=\"ok\"} 0\n"));
+        assert!(text.contains("cantocap_redactions_total{kind=\"phone\"} 2\n"), "{text}");
+        assert!(text.contains("cantocap_redactions_total{kind=\"hkid\"} 1\n"));
+        assert!(text.contains("cantocap_redactions_total{kind=\"account\"} 0\n"));
     }
 }

@@ -47,6 +47,7 @@ mod linger;
 pub mod metrics;
 pub mod protocol;
 mod recording;
+pub mod redaction;
 pub mod retention;
 mod rfc3339;
 mod session;
@@ -66,6 +67,7 @@ use tokio::task::JoinHandle;
 pub use allow::IpNet;
 pub use auth::{Role, TokenEntry};
 pub use config::{ConfigFile, Limits, ServerConfig};
+pub use redaction::RedactSection;
 pub use tls::TlsFiles;
 
 use self::auth::{Denied, Scope};

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::journal::{self, Journal};
 use crate::asr::CaptionEvent;
-use crate::text::{Script, ScriptConverter};
+use crate::text::{RedactionCounts, Script, ScriptConverter};
 use crate::Result;
 
 /// One converter per script, made once per server.
@@ -83,6 +83,8 @@ struct State {
     ingesting: bool,
     /// Stream time where the next ingest connection's audio starts.
     time_offset_ms: u64,
+    /// Items redacted from this session's finals since the server started.
+    redactions: RedactionCounts,
 }
 
 /// Where the next ingest connection of a session continues.
@@ -116,6 +118,7 @@ impl Session {
                 journal: None,
                 ingesting: false,
                 time_offset_ms,
+                redactions: RedactionCounts::default(),
             }),
             viewers: Default::default(),
             unused_since: Mutex::new(None),
@@ -171,6 +174,17 @@ impl Session {
         let _ = self.tx.send(Arc::clone(&published));
         drop(state);
         (published, result)
+    }
+
+    /// Count items redacted from this session's finals.
+    pub(crate) fn add_redactions(&self, counts: RedactionCounts) {
+        self.lock().redactions += counts;
+    }
+
+    /// Items redacted from this session's finals since the server started, by kind
+    /// (for audit logs: never the items themselves).
+    pub(crate) fn redactions(&self) -> RedactionCounts {
+        self.lock().redactions
     }
 
     /// A receiver for new events, and the latest `backlog` finals.

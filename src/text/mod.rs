@@ -67,9 +67,11 @@
 //! # Ok::<(), cantocap::Error>(())
 //! ```
 
+pub mod caption_redact;
 pub mod redact;
 mod script;
 
+pub use caption_redact::CaptionRedactor;
 pub use redact::{
     Labels, ParseRedactionKindError, RedactOptions, Redacted, RedactionCounts, RedactionKind,
     RedactionTypes, Redactor, Replacement,

@@ -68,12 +68,14 @@
 //! Redaction is idempotent: redacting redacted text changes nothing (digits next to
 //! `*` are a mask already, and labels hold no digits; keep it so in custom labels).
 //!
-//! Each caption is redacted on its own: a number split between two events (say a
-//! final ending `九一二三` and the next starting `四五六七`) is not seen whole.
+//! A [`Redactor`] sees one text at a time: a number split between two texts (say a
+//! final ending `九一二三` and the next starting `四五六七`) is not seen whole. Caption
+//! streams go through a [`CaptionRedactor`](super::CaptionRedactor), which holds such
+//! a tail back until the next final.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::{Add, AddAssign, Range};
+use std::ops::{Add, AddAssign, Range, Sub};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -418,6 +420,21 @@ impl Add for RedactionCounts {
     }
 }
 
+impl Sub for RedactionCounts {
+    type Output = RedactionCounts;
+
+    /// Kind by kind, never below zero: what was redacted between two readings.
+    fn sub(self, other: Self) -> Self {
+        RedactionCounts {
+            hkid: self.hkid.saturating_sub(other.hkid),
+            phone: self.phone.saturating_sub(other.phone),
+            email: self.email.saturating_sub(other.email),
+            card: self.card.saturating_sub(other.card),
+            account: self.account.saturating_sub(other.account),
+        }
+    }
+}
+
 impl std::iter::Sum for RedactionCounts {
     fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
         iter.fold(RedactionCounts::default(), Add::add)
@@ -518,7 +535,7 @@ struct Found {
 
 /// What a character means to the matchers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub(super) enum Class {
     /// A digit, however written; `ascii` for `0-9` and full-width `０-９`, which form
     /// codes with Latin letters where Chinese numerals do not.
     Digit { value: u8, ascii: bool },
@@ -543,7 +560,7 @@ enum Class {
     Other,
 }
 
-fn classify(c: char) -> Class {
+pub(super) fn classify(c: char) -> Class {
     let digit = |value| Class::Digit { value, ascii: false };
     match c {
         '0'..='9' => Class::Digit { value: c as u8 - b'0', ascii: true },

@@ -16,6 +16,7 @@ mod network;
 mod overlay;
 mod privacy;
 mod redact;
+mod redaction_sinks;
 mod script;
 mod server;
 mod stream;

@@ -299,6 +299,8 @@ async fn sessions_are_audited_and_audio_is_recorded_only_when_asked() {
     let sent_s = samples.len() as f64 / 16_000.0;
     assert!((closed.audio_s.unwrap() - sent_s).abs() < 0.01, "{closed:?}");
     assert_eq!(closed.captions, Some(finals.len() as u64));
+    // Redaction counts by kind (the speech has no personal data: all zero), never text.
+    assert_eq!(closed.redactions.map(|r| r.total()), Some(0), "{closed:?}");
     assert_eq!((closed.close_code, closed.detail.as_deref()), (Some(1000), Some("stop")));
     find(Event::SessionClosed, Some("quiet"));
     find(Event::Purge, Some("quiet"));

@@ -1079,3 +1079,140 @@ fn command_help_has_examples() {
         assert!(help.contains(want), "{want} missing from:\n{help}");
     }
 }
+
+// ----- proptest properties -----------------------------------------------------------
+
+mod properties {
+    use cantocap::asr::CaptionEvent;
+    use cantocap::text::{CaptionRedactor, RedactionKind, Redactor};
+    use proptest::prelude::*;
+
+    use super::{hkid_check, is_digit_like, luhn_digit, CHINESE, FINANCIAL};
+
+    /// `digits` written in one of the forms Whisper uses.
+    fn write(digits: &[u8], form: usize) -> String {
+        digits
+            .iter()
+            .map(|&d| match form {
+                0 => char::from(b'0' + d),
+                1 => char::from_u32('０' as u32 + u32::from(d)).unwrap(),
+                2 => CHINESE[usize::from(d)],
+                _ => FINANCIAL[usize::from(d)],
+            })
+            .collect()
+    }
+
+    /// Text without digits of any kind: Chinese, Latin words, punctuation.
+    fn words() -> impl Strategy<Value = String> {
+        "[\u{4E00}-\u{9FFF}a-zA-Z，。！？ ]{0,16}"
+            .prop_map(|s| s.chars().filter(|&c| !is_digit_like(c)).collect())
+    }
+
+    /// A valid item: kind and text.
+    fn item() -> impl Strategy<Value = (RedactionKind, String)> {
+        let phone = (2u8..10, prop::collection::vec(0u8..10, 7), 0usize..4, any::<bool>())
+            .prop_map(|(first, rest, form, spaced)| {
+                let mut d = vec![first];
+                d.extend(rest);
+                if d[..2] == [2, 0] {
+                    d[1] = 1; // 20xx could be a date
+                }
+                let text = if spaced {
+                    format!("{} {}", write(&d[..4], form), write(&d[4..], form))
+                } else {
+                    write(&d, form)
+                };
+                (RedactionKind::Phone, text)
+            });
+        let hkid = (0u8..26, prop::collection::vec(0u8..10, 6), 0usize..4).prop_map(
+            |(letter, d, form)| {
+                let prefix = char::from(b'A' + letter).to_string();
+                let ascii: String = d.iter().map(|&x| char::from(b'0' + x)).collect();
+                let check = match hkid_check(&prefix, &ascii) {
+                    'A' => "A".to_owned(),
+                    c => write(&[c.to_digit(10).unwrap() as u8], form),
+                };
+                (RedactionKind::Hkid, format!("{prefix}{}({check})", write(&d, form)))
+            },
+        );
+        let card = (3u8..7, prop::collection::vec(0u8..10, 14), 0usize..4).prop_map(
+            |(first, rest, form)| {
+                let mut d = vec![first];
+                d.extend(rest);
+                d.push(luhn_digit(&d));
+                let groups: Vec<String> = d.chunks(4).map(|g| write(g, form)).collect();
+                (RedactionKind::Card, groups.join(" "))
+            },
+        );
+        prop_oneof![phone, hkid, card]
+    }
+
+    /// Dates, prices, times, percentages and counts: numbers that are no item.
+    fn kept_number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (1900u32..2100, 1u32..13, 1u32..32).prop_map(|(y, m, d)| format!("{y}年{m}月{d}日")),
+            (0u64..100_000_000, 0u32..100).prop_map(|(n, c)| format!("HK${n}.{c:02}")),
+            (0u64..100_000_000).prop_map(|n| format!("${n}")),
+            (0u32..24, 0u32..60).prop_map(|(h, m)| format!("{h}:{m:02}")),
+            (0u32..101).prop_map(|n| format!("{n}%")),
+            (0u64..100_000_000).prop_map(|n| format!("{n}個人")),
+            (1u64..100_000_000).prop_map(|n| format!("第{n}")),
+            (0u32..24, 0u32..60, 0usize..4).prop_map(|(h, m, f)| format!(
+                "{}點{}分",
+                write(&[(h % 10) as u8], f),
+                m
+            )),
+        ]
+    }
+
+    fn final_(segment: u64, text: String) -> CaptionEvent {
+        CaptionEvent::Final { segment, text, start_ms: 0, end_ms: 0, emitted_ms: 0, lag_ms: 0 }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn items_between_random_words_are_always_caught(
+            before in words(), (kind, item) in item(), after in words(),
+        ) {
+            let text = format!("{before}，{item}。{after}");
+            let out = Redactor::default().redact(&text);
+            prop_assert_eq!(out.counts.get(kind), 1, "{:?} -> {:?}", text, out.text);
+            prop_assert!(!out.text.chars().any(is_digit_like), "{:?} -> {:?}", text, out.text);
+        }
+
+        #[test]
+        fn items_split_between_two_finals_are_always_caught(
+            before in words(), (kind, item) in item(), after in words(), cut in 0usize..64,
+        ) {
+            let text = format!("{before}，{item}。{after}");
+            let chars: Vec<char> = text.chars().collect();
+            let at = cut % (chars.len() + 1);
+            let mut stream = CaptionRedactor::new(Redactor::default());
+            let mut shown = String::new();
+            for (i, part) in [&chars[..at], &chars[at..]].into_iter().enumerate() {
+                shown += stream.redact(final_(i as u64 + 1, part.iter().collect())).text();
+            }
+            shown += stream.finish().as_ref().map_or("", |e| e.text());
+            prop_assert_eq!(stream.counts().get(kind), 1, "{:?} cut at {} -> {:?}", text, at, shown);
+            prop_assert!(!shown.chars().any(is_digit_like), "{:?} cut at {} -> {:?}", text, at, shown);
+        }
+
+        #[test]
+        fn dates_prices_times_and_counts_are_always_kept(
+            pieces in prop::collection::vec((words(), kept_number()), 1..5), end in words(),
+        ) {
+            let mut text = String::new();
+            for (words, number) in &pieces {
+                text.push_str(words);
+                text.push('，');
+                text.push_str(number);
+            }
+            text.push_str(&end);
+            let out = Redactor::default().redact(&text);
+            prop_assert_eq!(&out.text, &text);
+            prop_assert!(out.counts.is_empty());
+        }
+    }
+}
