@@ -189,11 +189,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start tokio")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        eprintln!(
-            "cantocap serve: listening on {scheme}://{}; {}",
-            server.local_addr(),
-            cantocap::server::redaction::describe(&config_redact)
-        );
+        eprintln!("cantocap serve: listening on {scheme}://{}", server.local_addr());
+        eprintln!("cantocap serve: {}", cantocap::server::redaction::describe(&config_redact));
         server.ready().await?;
         eprintln!("cantocap serve: model loaded; ready");
         let handle = server.shutdown_handle();

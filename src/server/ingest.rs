@@ -215,6 +215,9 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
     drop(input);
     // The engine thread sends its last events before signalling.
     let (audio_ms, finals) = done_rx.await.unwrap_or_default();
+    // Let go of the session now: an unused session leaves memory (see `linger`).
+    let redactions = audited.redactions();
+    drop(audited);
     match end {
         End::Stop => {
             let _ = out.send(Out::Close(close::NORMAL, "stopped"));
@@ -245,7 +248,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
     let mut closed = client.entry(Event::SessionClosed).session(&id).detail(end.detail());
     closed.audio_s = Some(audio_ms as f64 / 1000.0);
     closed.captions = Some(finals);
-    closed.redactions = Some(audited.redactions());
+    closed.redactions = Some(redactions);
     closed.close_code = close_code;
     shared.audit(closed);
 }
