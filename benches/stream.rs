@@ -4,6 +4,7 @@
 //! cargo bench --bench stream          # needs models/fetch-test-model.sh; takes ~6 minutes
 //! cargo bench --bench stream -- --pace max   # as fast as it goes: deterministic events
 //! cargo bench --bench stream -- --model base --set step_ms=1500   # try a policy
+//! cargo bench --bench stream -- --pace max --model base --show   # print the texts
 //! ```
 //!
 //! With `--pace max` the clip is pushed in 100 ms chunks without waiting, so the
@@ -242,4 +243,12 @@ fn report(
             offline_ms,
             stats.compute_ms
         );
+    if std::env::args().any(|a| a == "--show") {
+        eprintln!("offline:\n  {}", offline_text.join("\n  "));
+        eprintln!("streamed finals:");
+        for (t, e) in &finals {
+            let (start, end) = e.span();
+            eprintln!("  [{start}-{end} @{t}] {}", e.text());
+        }
+    }
 }

@@ -62,6 +62,9 @@ pub struct Limits {
     /// the session again; without one they are gone (viewers then get
     /// `unknown_session`). Default 600 (10 min).
     pub session_linger_secs: u64,
+    /// At shutdown, seconds to wait for active sessions to finalize their last
+    /// audio before every client is closed anyway. Default 60.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             viewer_write_secs: 10,
             decode_slots: (cores / threads).max(1),
             session_linger_secs: 600,
+            shutdown_grace_secs: 60,
         }
     }
 }

@@ -151,7 +151,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
     };
 
     let data_dir = shared.config.data_dir.as_deref();
-    let session = match shared.sessions.get(&id, data_dir, true).and_then(|s| {
+    let session = match shared.session(&id, true).await.and_then(|s| {
         let s = s.expect("created");
         Ok(s.begin_ingest(data_dir)?.map(|c| (s, c)))
     }) {

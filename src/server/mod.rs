@@ -104,6 +104,21 @@ impl Shared {
             eprintln!("cantocap serve: {args}");
         }
     }
+
+    /// [`Registry::get`] off the async workers: it may read a journal.
+    async fn session(
+        self: &Arc<Self>,
+        id: &str,
+        create: bool,
+    ) -> Result<Option<Arc<session::Session>>> {
+        let shared = Arc::clone(self);
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            shared.sessions.get(&id, shared.config.data_dir.as_deref(), create)
+        })
+        .await
+        .map_err(|e| Error::Write(std::io::Error::other(e)))?
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -246,13 +261,15 @@ impl Server {
     }
 
     /// Graceful shutdown: stop accepting, finalize and journal every active session
-    /// (ingest clients get their last finals, then close 1001), then close viewers
-    /// with 1001, and give webhooks up to 5 s to deliver what is queued. Gives up
-    /// waiting for sessions after 30 s.
+    /// (ingest clients get their last finals, then close 1001); each session's
+    /// viewers are closed with 1001 once it has finalized. Webhooks get up to 5 s
+    /// to deliver what is queued. Gives up waiting for sessions after
+    /// [`Limits::shutdown_grace_secs`].
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept.await;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let grace = Duration::from_secs(self.shared.config.limits.shutdown_grace_secs);
+        let deadline = Instant::now() + grace;
         while self.shared.active_ingests.load(Relaxed) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -447,7 +464,7 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
             if *kind == "ingest" {
                 ingest::run(ws, shared, id, client).await;
             } else {
-                match shared.sessions.get(&id, config.data_dir.as_deref(), false) {
+                match shared.session(&id, false).await {
                     Ok(Some(session)) => {
                         viewers::run(ws, Arc::clone(&shared), session, script, client).await
                     }
@@ -481,7 +498,7 @@ async fn handle(mut stream: tls::Conn, peer: SocketAddr, shared: Arc<Shared>) {
 async fn transcript(
     stream: tls::Conn,
     request: &http::Request,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     id: &str,
     client: &audit::Client,
 ) {
@@ -501,7 +518,7 @@ async fn transcript(
     if !valid_session_id(id) {
         return http::respond(stream, 400, "application/json", &bad("bad session id")).await;
     }
-    let session = match shared.sessions.get(id, shared.config.data_dir.as_deref(), false) {
+    let session = match shared.session(id, false).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             return http::respond(

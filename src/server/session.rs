@@ -205,6 +205,11 @@ impl Session {
         state.finals[from..].to_vec()
     }
 
+    /// Whether an ingest connection feeds the session now.
+    pub(crate) fn is_ingesting(&self) -> bool {
+        self.lock().ingesting
+    }
+
     /// Every final so far.
     pub(crate) fn finals(&self) -> Vec<CaptionEvent> {
         self.lock().finals.iter().map(|f| f.event.clone()).collect()
@@ -231,20 +236,31 @@ impl Registry {
         data_dir: Option<&Path>,
         create: bool,
     ) -> Result<Option<Arc<Session>>> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = sessions.get(id) {
-            *s.unused_since() = None;
-            return Ok(Some(Arc::clone(s)));
+        if let Some(s) = self.held(id) {
+            return Ok(Some(s));
         }
+        // The journal is read without the lock, so one long journal does not hold
+        // up every other connection; whoever inserts first wins.
         let journal_path = data_dir.map(|d| journal::path_for(d, id)).filter(|p| p.is_file());
         let finals = match &journal_path {
             Some(path) => journal::read(path)?,
             None if create => Vec::new(),
             None => return Ok(None),
         };
-        let session = Arc::new(Session::new(id, finals, self.capacity));
-        sessions.insert(id.to_string(), Arc::clone(&session));
-        Ok(Some(session))
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let session = sessions
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Session::new(id, finals, self.capacity)));
+        *session.unused_since() = None;
+        Ok(Some(Arc::clone(session)))
+    }
+
+    /// The session if it is in memory (marked as used).
+    fn held(&self, id: &str) -> Option<Arc<Session>> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let session = sessions.get(id)?;
+        *session.unused_since() = None;
+        Some(Arc::clone(session))
     }
 
     /// Drop the sessions that nothing has used for `linger`, and return their ids.

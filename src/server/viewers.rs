@@ -83,8 +83,23 @@ pub(crate) async fn run(
     shared.audit(client.entry(Event::ViewerJoined).session(&session.id).detail(script.name()));
     let _guard = ViewerGuard(&shared, &session, &client);
     let write_timeout = Duration::from_secs(limits.viewer_write_secs.max(1));
-    // Viewers stay until the ingest sessions have finalized at shutdown.
-    let mut shutdown = shared.viewers_off.clone();
+    // At shutdown a viewer stays until its session has finalized (or the server
+    // gives up waiting for all of them).
+    let mut all_off = shared.viewers_off.clone();
+    let mut stopping = shared.shutdown.clone();
+    let closing = async {
+        let this_session = async {
+            signalled(&mut stopping).await;
+            while session.is_ingesting() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            _ = signalled(&mut all_off) => {}
+            _ = this_session => {}
+        }
+    };
+    tokio::pin!(closing);
 
     let (mut rx, backlog) = session.subscribe(limits.viewer_backlog);
     let ready = serde_json::json!({
@@ -160,7 +175,7 @@ pub(crate) async fn run(
                     }
                 }
             },
-            _ = signalled(&mut shutdown) => {
+            _ = &mut closing => {
                 let frame = CloseFrame { code: CloseCode::from(close::GOING_AWAY), reason: "server shutting down".into() };
                 let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
                 return;
