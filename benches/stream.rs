@@ -5,6 +5,7 @@
 //! cargo bench --bench stream -- --pace max   # as fast as it goes: deterministic events
 //! cargo bench --bench stream -- --model base --set step_ms=1500   # try a policy
 //! cargo bench --bench stream -- --pace max --model base --show   # print the texts
+//! cargo bench --bench stream -- --pace max --model base --clip-secs 40 --no-offline
 //! ```
 //!
 //! With `--pace max` the clip is pushed in 100 ms chunks without waiting, so the
@@ -111,7 +112,8 @@ fn main() {
     let only = args.windows(2).find(|w| w[0] == "--model").map(|w| w[1].clone());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let (audio, ends, reference) = clip(dir.path(), 120);
+    let secs = args.windows(2).find(|w| w[0] == "--clip-secs").and_then(|w| w[1].parse().ok());
+    let (audio, ends, reference) = clip(dir.path(), secs.unwrap_or(120));
     let audio_ms = audio.len() as u64 / 16;
 
     println!("clip: {:.0} s, {} utterances", audio_ms as f64 / 1000.0, ends.len());
@@ -129,13 +131,19 @@ fn main() {
             TranscribeOptions { language: Some("en".into()), threads, ..Default::default() };
 
         let started = Instant::now();
-        let offline = model.transcribe(&audio, &transcribe).unwrap();
+        let offline = if args.iter().any(|a| a == "--no-offline") {
+            Vec::new()
+        } else {
+            model.transcribe(&audio, &transcribe).unwrap()
+        };
         let offline_ms = started.elapsed().as_millis() as u64;
         let offline_text: Vec<String> = offline.into_iter().map(|s| s.text).collect();
 
         let mut opts = StreamOptions { transcribe, ..Default::default() };
         opts.step_ms = setting("step_ms").unwrap_or(opts.step_ms);
         opts.endpoint_ms = setting("endpoint_ms").unwrap_or(opts.endpoint_ms);
+        opts.commit_after_ms = setting("commit_after_ms").unwrap_or(opts.commit_after_ms);
+        opts.prompt_chars = setting("prompt_chars").map_or(opts.prompt_chars, |n| n as usize);
         let mut engine = StreamingTranscriber::new(Arc::clone(&model), 16_000, 1, opts).unwrap();
         let (tx, rx) = mpsc::channel::<Vec<f32>>();
         let start = Instant::now();

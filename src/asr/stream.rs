@@ -163,6 +163,11 @@ pub struct StreamOptions {
     pub max_buffer_ms: u64,
     /// Characters of committed text given to Whisper as prompt. Default 100.
     pub prompt_chars: usize,
+    /// The previous utterance, if it is no longer than this, is decoded again
+    /// before the next one when that ends, and the words it gives are matched
+    /// against what was committed and dropped: Whisper hears a lone sentence much
+    /// worse than one that follows another. 0 turns it off. Default 8000 ms.
+    pub context_ms: u64,
 }
 
 impl Default for StreamOptions {
@@ -176,6 +181,7 @@ impl Default for StreamOptions {
             trim_after_ms: 12_000,
             max_buffer_ms: 20_000,
             prompt_chars: 100,
+            context_ms: 8000,
         }
     }
 }
@@ -215,6 +221,12 @@ pub struct StreamingTranscriber {
     buffer_start: u64,
     pushed: u64,
     last_decode: u64,
+    /// Stream sample up to which the last decode heard the audio.
+    decoded_to: u64,
+    /// The end of the previous utterance (already committed, trimmed from the
+    /// buffer), replayed before the next one at its endpoint; and its units.
+    context: Vec<f32>,
+    context_units: Vec<Unit>,
     /// Hypothesis of the previous decode, units after the commit point, absolute ms.
     previous: Vec<Unit>,
     /// Committed text whose audio has left the buffer: the prompt.
@@ -260,6 +272,9 @@ impl StreamingTranscriber {
             buffer_start: 0,
             pushed: 0,
             last_decode: 0,
+            decoded_to: 0,
+            context: Vec::new(),
+            context_units: Vec::new(),
             previous: Vec::new(),
             committed_text: String::new(),
             committed_in_buffer: Vec::new(),
@@ -334,7 +349,14 @@ impl StreamingTranscriber {
             return Ok(events);
         };
 
-        let units = self.decode()?;
+        let quiet_since_last_decode = !self.vad.in_speech() && speech_end <= self.decoded_to;
+        if quiet_since_last_decode && !finish && !endpoint {
+            // The last decode heard all the speech there is: the same audio plus
+            // silence would decode the same. Wait for the endpoint.
+            self.update_buffer_stats();
+            return Ok(events);
+        }
+        let units = self.decode(finish || endpoint)?;
 
         if finish || endpoint {
             // The last decode may come back empty (a guard dropped it, Whisper gave
@@ -343,8 +365,11 @@ impl StreamingTranscriber {
             let units = if units.is_empty() { std::mem::take(&mut self.previous) } else { units };
             self.commit(&units, units.len(), &mut events, lag_ms);
             self.previous.clear();
-            // Everything up to the end of speech is done.
-            self.trim_to(if finish { self.pushed } else { speech_end.max(self.buffer_start) });
+            // Everything up to the end of speech is done; its end is the next
+            // utterance's context.
+            let end = if finish { self.pushed } else { speech_end.max(self.buffer_start) };
+            self.keep_context(end);
+            self.trim_to(end);
         } else {
             let agreed = agreed_prefix(&self.previous, &units);
             let buffer_end_ms = self.pushed / SAMPLES_PER_MS;
@@ -375,30 +400,70 @@ impl StreamingTranscriber {
         self.stats.max_buffer_ms = self.stats.max_buffer_ms.max(self.stats.buffer_ms);
     }
 
-    /// Decode the buffer; the units of what survives the guards, in absolute ms,
-    /// with any overlap with already committed text removed.
-    fn decode(&mut self) -> Result<Vec<Unit>> {
+    /// Before trimming the buffer to stream sample `end` at an endpoint: keep the
+    /// utterance's audio and the units committed from it as the next one's
+    /// context, if it is no longer than `context_ms` (Whisper's word times are too
+    /// rough to cut a longer one into audio and words that match).
+    fn keep_context(&mut self, end: u64) {
+        let end = end.clamp(self.buffer_start, self.pushed);
+        let len = (end - self.buffer_start) as usize;
+        self.context.clear();
+        self.context_units.clear();
+        if len as u64 > self.opts.context_ms * SAMPLES_PER_MS || self.committed_in_buffer.is_empty()
+        {
+            return;
+        }
+        self.context.extend_from_slice(&self.buffer[..len]);
+        self.context_units.extend_from_slice(&self.committed_in_buffer);
+    }
+
+    /// Decode the buffer (at an utterance's end, after the previous utterance's
+    /// audio: see [`StreamOptions::context_ms`]); the units of what survives the
+    /// guards, in absolute ms, with any overlap with already committed text removed.
+    fn decode(&mut self, last: bool) -> Result<Vec<Unit>> {
+        self.decoded_to = self.pushed;
+        let with_context = last && !self.context.is_empty() && self.committed_in_buffer.is_empty();
+        // The context, a short gap, then the buffer.
+        const GAP: usize = 200 * SAMPLES_PER_MS as usize;
+        let lead = if with_context { self.context.len() + GAP } else { 0 };
+        let lead_ms = lead as u64 / SAMPLES_PER_MS;
         let buffer_ms = self.buffer.len() as u64 / SAMPLES_PER_MS;
+        let window_ms = lead_ms + buffer_ms;
         // 50 encoder frames per second of audio, plus a margin; 1500 is the full 30 s.
         // Too tight a window makes Whisper loop or invent an ending: keep 2.5 s spare.
-        let audio_ctx = ((buffer_ms / 20) as i32 + 128).clamp(256, 1500);
+        let audio_ctx = ((window_ms / 20) as i32 + 128).clamp(256, 1500);
         let mut prompt = self.plan.initial_prompt.clone().unwrap_or_default();
-        let tail_start = self.committed_text.chars().count().saturating_sub(self.opts.prompt_chars);
-        prompt.extend(self.committed_text.chars().skip(tail_start));
+        // The context's own text is left out of the prompt: given it, Whisper
+        // takes that audio as transcribed already and skips it.
+        let mut committed = self.committed_text.as_str();
+        if with_context {
+            let context_text = join_units(&self.context_units);
+            committed =
+                committed.trim_end().strip_suffix(context_text.as_str()).unwrap_or(committed);
+        }
+        let tail_start = committed.chars().count().saturating_sub(self.opts.prompt_chars);
+        prompt.extend(committed.chars().skip(tail_start));
         let request = DecodeRequest {
             prompt: &prompt,
             language: self.plan.language.as_deref(),
             audio_ctx,
             units: true,
             // Fast Cantonese runs about 6 characters (8 tokens) a second.
-            max_tokens: (12 * buffer_ms / 1000 + 16) as i32,
+            max_tokens: (12 * window_ms / 1000 + 16) as i32,
         };
         // Whisper needs at least a little audio; pad very short buffers with silence.
         let min = WHISPER_SAMPLE_RATE as usize;
-        let padded;
-        let audio: &[f32] = if self.buffer.len() < min {
-            padded = [self.buffer.as_slice(), &vec![0.0; min - self.buffer.len()]].concat();
-            &padded
+        let joined;
+        let audio: &[f32] = if with_context || self.buffer.len() < min {
+            let mut audio = Vec::with_capacity((lead + self.buffer.len()).max(min));
+            if with_context {
+                audio.extend_from_slice(&self.context);
+                audio.resize(lead, 0.0);
+            }
+            audio.extend_from_slice(&self.buffer);
+            audio.resize(audio.len().max(min), 0.0);
+            joined = audio;
+            &joined
         } else {
             &self.buffer
         };
@@ -406,7 +471,7 @@ impl StreamingTranscriber {
         let decoded = self.model.decode(&mut self.state, audio, &self.opts.transcribe, &request)?;
         self.stats.decodes += 1;
         self.stats.compute_ms += started.elapsed().as_millis() as u64;
-        self.stats.decoded_audio_ms += buffer_ms;
+        self.stats.decoded_audio_ms += window_ms;
 
         let offset_ms = self.buffer_start / SAMPLES_PER_MS;
         // Echoes are judged against the fixed prompt only: a speaker may well
@@ -416,8 +481,17 @@ impl StreamingTranscriber {
             .into_iter()
             .filter_map(|d| keep(d, &self.opts.transcribe, initial_prompt))
             .flat_map(|d| d.units)
-            .filter(|u| u.start_ms <= buffer_ms) // nothing from the padding
+            .filter(|u| u.start_ms <= window_ms) // nothing from the padding
+            .collect();
+        if with_context {
+            let n = context_overlap(&self.context_units, &units, lead_ms);
+            units.drain(..n);
+        }
+        let mut units: Vec<Unit> = units
+            .into_iter()
             .map(|mut u| {
+                u.start_ms = u.start_ms.saturating_sub(lead_ms);
+                u.end_ms = u.end_ms.saturating_sub(lead_ms);
                 u.start_ms += offset_ms;
                 u.end_ms = (u.end_ms.min(buffer_ms)) + offset_ms;
                 u
@@ -544,6 +618,56 @@ fn same_unit(a: &Unit, b: &Unit) -> bool {
     normalized(&a.text) == normalized(&b.text)
 }
 
+/// A unit's words for matching: lower case, letters and digits only (empty for
+/// punctuation).
+fn key(unit: &Unit) -> String {
+    unit.text.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+/// How many leading units of a decode re-decode the context: `decoded` is the
+/// hypothesis for the context's audio, a gap and the new audio (which starts at
+/// `lead_ms`); `context` is what was committed from that audio.
+///
+/// Text decides, not time: Whisper's word times drift by hundreds of ms, and a
+/// wrong cut either repeats committed words or drops new ones. The cut is where
+/// the context's words align best with a prefix of the decode (edit distance over
+/// words; punctuation is free), ties going to the cut nearest `lead_ms`. When the
+/// words do not align (Whisper skipped or garbled the context) the cut falls back
+/// to time.
+fn context_overlap(context: &[Unit], decoded: &[Unit], lead_ms: u64) -> usize {
+    let c: Vec<String> = context.iter().map(key).filter(|k| !k.is_empty()).collect();
+    let d: Vec<String> = decoded.iter().map(key).collect();
+    // cost[j]: the cheapest alignment of all of `c` seen so far with d[..j].
+    let mut cost: Vec<usize> = Vec::with_capacity(d.len() + 1);
+    cost.push(0);
+    for k in &d {
+        cost.push(cost.last().unwrap() + usize::from(!k.is_empty()));
+    }
+    for (i, word) in c.iter().enumerate() {
+        let mut next = vec![i + 1; d.len() + 1];
+        for (j, k) in d.iter().enumerate() {
+            next[j + 1] = if k.is_empty() {
+                next[j].min(cost[j + 1] + 1)
+            } else {
+                (cost[j] + usize::from(word != k)).min(cost[j + 1] + 1).min(next[j] + 1)
+            };
+        }
+        cost = next;
+    }
+    let boundary = |j: usize| decoded.get(j).map_or(u64::MAX, |u| u.start_ms).abs_diff(lead_ms);
+    let best = (0..=d.len()).min_by_key(|&j| (cost[j], boundary(j))).unwrap_or(0);
+    let mut cut = if cost[best] * 2 <= c.len() + 1 {
+        best
+    } else {
+        decoded.iter().take_while(|u| u.start_ms + 300 < lead_ms).count()
+    };
+    // Punctuation closing the context belongs to it.
+    while d.get(cut).is_some_and(|k| k.is_empty()) {
+        cut += 1;
+    }
+    cut
+}
+
 /// How many leading units two hypotheses agree on (LocalAgreement-2).
 fn agreed_prefix(previous: &[Unit], current: &[Unit]) -> usize {
     previous.iter().zip(current).take_while(|(a, b)| same_unit(a, b)).count()
@@ -638,6 +762,70 @@ mod tests {
         assert_eq!(forced_cut(&late, 10_000), 2);
         assert_eq!(forced_cut(&units[..1], 10_000), 1);
         assert_eq!(forced_cut(&units[4..], 10_000), 0);
+    }
+
+    fn words(text: &str, from_ms: u64) -> Vec<Unit> {
+        text.split(' ')
+            .enumerate()
+            .map(|(i, w)| {
+                let at = from_ms + 300 * i as u64;
+                Unit { text: w.into(), space_before: i > 0, start_ms: at, end_ms: at + 250 }
+            })
+            .collect()
+    }
+
+    fn after_context(context: &str, decoded: &str, lead_ms: u64) -> String {
+        let decoded = words(decoded, 0);
+        let n = context_overlap(&words(context, 0), &decoded, lead_ms);
+        join_units(&decoded[n..])
+    }
+
+    #[test]
+    fn the_re_decoded_context_is_cut_off_by_its_words() {
+        let context = "at the end of the month.";
+        // Word for word, whatever the times say.
+        assert_eq!(
+            after_context(context, "at the end of the month. The new office", 0),
+            "The new office"
+        );
+        assert_eq!(
+            after_context(context, "at the end of the month. The new office", 9000),
+            "The new office"
+        );
+        // Decoded a little differently this time.
+        assert_eq!(after_context(context, "at the end of this month . The new", 1800), "The new");
+        assert_eq!(
+            after_context(context, "end of the month the new office", 1500),
+            "the new office"
+        );
+        // Whisper dropped the context: nothing of the new speech is lost.
+        assert_eq!(after_context(context, "The new office opens", 0), "The new office opens");
+        // Garbled beyond matching: time decides.
+        assert_eq!(after_context(context, "a b c d e f The new", 2000), "The new");
+    }
+
+    #[test]
+    fn a_repeated_phrase_in_the_new_speech_is_kept() {
+        let context = "the end of the month.";
+        assert_eq!(
+            after_context(context, "the end of the month. the end of the month again", 1500),
+            "the end of the month again"
+        );
+    }
+
+    #[test]
+    fn chinese_context_is_matched_character_by_character() {
+        let context: Vec<Unit> = "我 哋 聽 日 開 會 。"
+            .split(' ')
+            .enumerate()
+            .map(|(i, c)| u(c, 100 * i as u64, 100 * i as u64 + 90))
+            .collect();
+        let decoded: Vec<Unit> = "我 哋 聽 日 開 會 。 好 呀"
+            .split(' ')
+            .enumerate()
+            .map(|(i, c)| u(c, 100 * i as u64, 100 * i as u64 + 90))
+            .collect();
+        assert_eq!(context_overlap(&context, &decoded, 700), 7);
     }
 
     #[test]

@@ -119,11 +119,12 @@ fn a_minute_of_utterances_streams_close_to_the_offline_transcript() {
     let finals = finals(&events);
     let streamed: Vec<&str> = finals.iter().map(|e| e.text()).collect();
     let streamed_wer = wer(&reference, &streamed.join(" "));
-    // The issue asks for at most 5 points; on espeak's synthetic voice base loses
-    // about 7 (it decodes each utterance alone, without the neighbouring sentences
-    // the offline 30 s window sees). The bound keeps that from getting worse.
+    eprintln!("streaming WER {streamed_wer:.3}, offline {offline_wer:.3}");
+    // The issue's bound: at most 5 points worse than offline. Each utterance is
+    // decoded after the previous one at its endpoint (StreamOptions::context_ms);
+    // without that, base loses about 7 points on espeak's voice.
     assert!(
-        streamed_wer <= offline_wer + 0.10,
+        streamed_wer <= offline_wer + 0.05,
         "streaming WER {streamed_wer:.3} vs offline {offline_wer:.3}\nstreamed: {streamed:?}\noffline: {offline_text:?}"
     );
     assert!(finals.len() >= 4, "expected a final per utterance or so, got {streamed:?}");
