@@ -14,7 +14,13 @@
 //!   is older than `commit_after_ms`), so finals read as sentences, not word
 //!   fragments.
 //! - **Endpoint**: when voice activity has seen a pause of `endpoint_ms` after speech,
-//!   the whole hypothesis is committed.
+//!   the whole hypothesis is committed. That decode replays the previous utterance
+//!   first (`context_ms`): Whisper hears a sentence that follows another far better
+//!   than one alone (on the test clip, streaming word error rate 5.6 % instead of
+//!   8.8 %, offline 1.6 %). The words it re-decodes are cut off by aligning them
+//!   with what was committed, not by Whisper's rough word times, and the prompt then
+//!   leaves that text out, or Whisper would take the audio as already transcribed.
+//! - A step with no new speech since the last decode is skipped.
 //! - Committed text is emitted once as a [`CaptionEvent::Final`] and never changes;
 //!   the rest is a [`CaptionEvent::Partial`] that replaces the previous partial.
 //! - Committed audio stays in the buffer (cutting at a word boundary that Whisper's
@@ -430,8 +436,9 @@ impl StreamingTranscriber {
         let buffer_ms = self.buffer.len() as u64 / SAMPLES_PER_MS;
         let window_ms = lead_ms + buffer_ms;
         // 50 encoder frames per second of audio, plus a margin; 1500 is the full 30 s.
-        // Too tight a window makes Whisper loop or invent an ending: keep 2.5 s spare.
-        let audio_ctx = ((window_ms / 20) as i32 + 128).clamp(256, 1500);
+        // Too tight a window makes Whisper loop or invent an ending: keep 2.5 s
+        // spare, and at least 3.2 s in all.
+        let audio_ctx = ((window_ms / 20) as i32 + 128).clamp(160, 1500);
         let mut prompt = self.plan.initial_prompt.clone().unwrap_or_default();
         // The context's own text is left out of the prompt: given it, Whisper
         // takes that audio as transcribed already and skips it.
