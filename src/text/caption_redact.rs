@@ -219,7 +219,9 @@ impl CaptionRedactor {
             return None;
         }
         let held = std::mem::take(&mut self.held);
-        let (text, counts) = self.redact_in_context(held.trim());
+        // With the spaces it starts with: they keep `第` or `$` away from a number.
+        let (text, counts) = self.redact_in_context(held.trim_end());
+        let text = text.trim().to_owned();
         self.counts += counts;
         self.push_context(&text);
         let last = self.last.as_mut()?;
@@ -566,7 +568,8 @@ impl CaptionRedactor {
     }
 
     /// Keeps the last [`CONTEXT_CHARS`] characters of emitted text, starting after
-    /// any number cut in half by the cut (which could look like an item alone).
+    /// any number or word cut in half by the cut (what is left of a number could look
+    /// like an item alone).
     fn push_context(&mut self, emitted: &str) {
         self.push_context_glued(emitted, false);
     }
@@ -581,8 +584,15 @@ impl CaptionRedactor {
         let chars: Vec<char> = all.chars().collect();
         let mut from = chars.len().saturating_sub(CONTEXT_CHARS);
         if from > 0 {
+            // Past the number or code the cut went through, up to a separator before a
+            // word: the words after it stay (`my bank account is`).
             while from < chars.len() && classify(chars[from]) != Class::Other {
+                let next = chars.get(from + 1).map(|&c| classify(c));
+                let word_next = matches!(next, None | Some(Class::Letter(_) | Class::Other));
                 from += 1;
+                if classify(chars[from - 1]) == Class::Sep && word_next {
+                    break;
+                }
             }
         }
         self.context = chars[from..].iter().collect();
@@ -672,7 +682,9 @@ fn open_tail(text: &str) -> usize {
     while j > 0 && i - j < 2 && matches!(class(j - 1), Class::Letter(_)) {
         j -= 1;
     }
-    let word_start = j == 0 || !matches!(class(j - 1), Class::Letter(_) | Class::Digit { .. });
+    // As the redactor reads HKID numbers: a Chinese numeral before the letters is fine.
+    let word_start =
+        j == 0 || !matches!(class(j - 1), Class::Letter(_) | Class::Digit { ascii: true, .. });
     if j < i && word_start {
         // The redactor reads letters (any case) and one separator before six or
         // seven digits as an HKID number, so `on 9123` is held whole.
@@ -794,6 +806,8 @@ mod tests {
         assert_eq!(tail("call me on 9123"), " on 9123");
         assert_eq!(tail("a123"), "a123");
         assert_eq!(tail("XYZ123"), "123");
+        assert_eq!(tail("玖AA123456"), "AA123456");
+        assert_eq!(tail("9AA123456"), "123456");
         assert_eq!(tail("****4567"), "");
         assert_eq!(tail("電話 9123 4567"), " 9123 4567");
         assert_eq!(tail("call me on 912."), " on 912.");
@@ -992,6 +1006,13 @@ mod tests {
     }
 
     #[test]
+    fn the_finish_final_keeps_a_number_apart_from_the_text_before() {
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(finals(&mut r, &["第\u{3000}9123 4567"]), ["第", "[電話號碼]"]);
+        assert_eq!(r.counts().phone, 1);
+    }
+
+    #[test]
     fn the_finish_final_follows_the_last_segment() {
         let mut r = CaptionRedactor::new(Redactor::default());
         r.redact(final_(7, "電話係 9123", 1000, 2000));
@@ -1133,6 +1154,22 @@ mod tests {
             ]
         );
         assert_eq!(r.counts().phone, 1);
+    }
+
+    /// Regression: the cut skipped every Latin word and space up to the next
+    /// punctuation, `account` included.
+    #[test]
+    fn a_context_cut_inside_english_words_keeps_the_words_after_it() {
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(
+            finals(&mut r, &["so the number of my bank account is", "012-345678901"]),
+            ["so the number of my bank account is", "", "[銀行戶口號碼]"]
+        );
+        assert_eq!(r.counts().account, 1);
+        // Cut inside a number followed by words: the number goes, the words stay.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        r.push_context("$99 1234 5678 and my bank account");
+        assert_eq!(r.context, "and my bank account");
     }
 
     #[test]
