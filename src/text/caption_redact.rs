@@ -28,27 +28,46 @@
 //! of a number (`9123.`, then `4567.`); it is dropped when the next final starts with
 //! a digit. A complete number at the end is held as well: it may be the first half of
 //! a longer one (a phone number's eight digits can start a card number). Text that
-//! already became a label or a mask is never held. The emitted final keeps its segment id and times; the next
-//! final starts where the held text started. A final that is all open tail is
+//! already became a label or a mask is never held.
+//!
+//! Two more things are held the same way:
+//!
+//! - **An address that may go on**: the last word, when it has an `@` but is no
+//!   complete address yet (`chan@`, `chan@example.`), or could be the part before the
+//!   `@` (`chan.tm`, `peter_wong`, `peter99`, or any word after `電郵`, `email` and
+//!   the like: `我嘅電郵係 chan`). Ordinary words are not held, so an address cut
+//!   right after a plain first word (`chan` | `@example.com`) shows that word; the
+//!   rest is still redacted as an address.
+//! - **A long number that may be an account**: 9 to 15 digits that are no item yet,
+//!   with fewer than 10 characters after them (a Latin word counting as one), are
+//!   held with the rest of the final, so that an account word at the start of the
+//!   next final still counts (`我嘅號碼係 012-345678901，` | `係我嘅戶口`), as it
+//!   would in one text.
+//!
+//! The emitted final keeps its segment id and times; the next final starts where the
+//! held text started. A final that is all open tail is
 //! emitted with empty text, so that segment ids still go up by one (sinks skip
 //! empty finals). Each final is also redacted with the end of the text emitted
 //! before it as context, so `戶口號碼係` in one final still makes the number in the
 //! next a bank account number.
 //!
 //! **Latency cost**: only text at the end of a final that looks like the start of a
-//! number is delayed, until the next final, by the pause and the next utterance
+//! number or an address, or a long number near its end, is delayed, until the next
+//! final, by the pause and the next utterance
 //! (typically one to a few seconds); every other final is emitted at once, unchanged
 //! in timing. When the stream ends, [`CaptionRedactor::finish`] emits what is still
 //! held as one last final. A tail that grows past 64 characters (a long list of
-//! digits read out) is emitted with every digit masked (`*`).
+//! digits read out) is emitted with every digit (and every letter of an open
+//! address) masked (`*`).
 //!
 //! # Partials: same rules, half numbers masked
 //!
 //! A partial is redacted with the same rules, held text in front and context before,
 //! and then, because it may be half of a number still being spoken, its open tail and
 //! any other run of six or more digits that survived are masked digit by digit
-//! (`電話係****`). A partial therefore never shows digits that a final can still
-//! redact. Partials are not counted: each item is counted once, in its final.
+//! (`電話係****`), and an open address letter by letter (`電郵係 ****@*****`). A
+//! partial therefore never shows what a final can still redact. Partials are not
+//! counted: each item is counted once, in its final.
 //!
 //! ```
 //! use cantocap::asr::CaptionEvent;
@@ -64,14 +83,15 @@
 //! assert!(redactor.finish().is_none());
 //! ```
 //!
-//! Emails are not held back: speech recognition writes an address within one
-//! utterance, if at all. Whether two finals were written with a space between them
-//! is not known; between ASCII letters or digits both readings are tried and the one
-//! leaving fewer digits wins, but an account word cut inside (`ac` | `ct`), which
-//! speech recognition does not do, is not always found again.
+//! Whether two finals were written with a space between them is not known; between
+//! ASCII letters or digits both readings are tried and the one leaving fewer digits
+//! (then fewer letters outside labels: `peter.wong` | `99@example.com`) wins, but an
+//! account word cut inside (`ac` | `ct`), which speech recognition does not do, is
+//! not always found again. Spoken addresses (`chan at example dot com`) are not
+//! recognised at all, so a final ending in `chan at` is not held.
 
-use super::redact::{classify, Class};
-use super::{RedactionCounts, RedactionTypes, Redactor};
+use super::redact::{ascii_form, classify, is_email_address, Class};
+use super::{Redacted, RedactionCounts, RedactionKind, RedactionTypes, Redactor};
 use crate::asr::CaptionEvent;
 use crate::Segment;
 
@@ -84,6 +104,12 @@ const MAX_HELD_CHARS: usize = 64;
 const PARTIAL_MASK_DIGITS: usize = 6;
 /// Full stops Whisper writes at the end of a text, also right after a number.
 const PERIODS: &[char] = &['.', '。', '．'];
+/// Words after which a plain word at the end of a final may be the start of an email
+/// address (`我嘅電郵係 chan`).
+const EMAIL_WORDS: &[&str] =
+    &["電郵", "电邮", "郵箱", "邮箱", "郵件", "邮件", "email", "e-mail", "mail"];
+/// Characters before a word that are searched for [`EMAIL_WORDS`].
+const EMAIL_WORD_BEFORE: usize = 16;
 
 /// Redacts the caption events of one stream; see the [module](self). One per stream:
 /// it holds the stream's open tail, context and counts.
@@ -92,8 +118,10 @@ pub struct CaptionRedactor {
     redactor: Redactor,
     /// Some kind is redacted.
     active: bool,
-    /// Some kind made of digits is redacted, so open tails are held.
+    /// Some kind made of digits is redacted, so open numbers are held.
     holds: bool,
+    /// Email addresses are redacted, so open addresses are held.
+    addresses: bool,
     held: String,
     /// Where the held text starts, in stream ms.
     held_from_ms: u64,
@@ -117,6 +145,7 @@ impl CaptionRedactor {
         CaptionRedactor {
             active: types != RedactionTypes::NONE,
             holds: types.hkid || types.phone || types.card || types.account,
+            addresses: types.email,
             redactor,
             held: String::new(),
             held_from_ms: 0,
@@ -190,7 +219,9 @@ impl CaptionRedactor {
             return None;
         }
         let held = std::mem::take(&mut self.held);
-        let (text, counts) = self.redact_in_context(held.trim());
+        // With the spaces it starts with: they keep `第` or `$` away from a number.
+        let (text, counts) = self.redact_in_context(held.trim_end());
+        let text = text.trim().to_owned();
         self.counts += counts;
         self.push_context(&text);
         let last = self.last.as_mut()?;
@@ -260,21 +291,16 @@ impl CaptionRedactor {
     fn final_text(&mut self, text: &str, start_ms: u64, end_ms: u64) -> String {
         let held = std::mem::take(&mut self.held);
         let combined = self.combine(&held, text);
-        let mut tail = if self.holds { open_tail(&combined) } else { combined.len() };
+        let mut tail = self.hold_from(&combined, text.len());
         let mut held = combined[tail..].to_owned();
         if held.chars().count() > MAX_HELD_CHARS {
             tail = combined.len();
             held.clear();
         }
-        let (out, counts, sep) = self.redact_after_context(&combined[..tail]);
+        let (out, counts, sep) = self.redact_before_held(&combined, tail);
         self.counts += counts;
-        let emit = if tail == combined.len() && self.holds {
-            // Nothing held (or too much to hold): what could still grow is masked.
-            let open = open_tail(&out);
-            format!("{}{}", &out[..open], mask_digits(&out[open..]))
-        } else {
-            out
-        };
+        // Nothing held (or too much to hold): what could still grow is masked.
+        let emit = if tail == combined.len() { self.mask_open(&out, false) } else { out };
         if !held.is_empty() {
             self.held_from_ms = if emit.trim().is_empty() { start_ms } else { end_ms };
         }
@@ -292,24 +318,152 @@ impl CaptionRedactor {
     fn partial_text(&self, text: &str) -> String {
         let combined = self.combine(&self.held, text);
         let (out, _) = self.redact_in_context(&combined);
-        if !self.holds {
-            return out;
+        self.mask_open(&out, true)
+    }
+
+    /// Where the text to hold back from a final starts (`text.len()` for none): its
+    /// open tails, or a long number that an account word in the next final could
+    /// still make a bank account number (`012-345678901，` | `係我嘅戶口`). `text` is
+    /// the held text and the final joined; only a number in the last `fresh` bytes,
+    /// the final's own, is held for an account word: one final later, it goes.
+    fn hold_from(&self, text: &str, fresh: usize) -> usize {
+        let (number, address) = self.open_tails(text);
+        let mut from = number.min(address);
+        // Found after the context, as the final will be redacted: in every reading
+        // of the join (`ac` and `ct` are `acct` in one).
+        let seps: &[&str] = if needs_space(&self.context, text) { &[" ", ""] } else { &[""] };
+        let pending = seps.iter().try_fold(text.len(), |first, sep| {
+            let prefix = format!("{}{sep}", self.context);
+            let at = self.redactor.pending_account(&format!("{prefix}{text}"))?;
+            Some(first.min(at.checked_sub(prefix.len())?))
+        });
+        if let Some(at) = pending.filter(|&at| at < text.len() && at + fresh >= text.len()) {
+            from = from.min(at - spaces_before(&text[..at]));
         }
-        let tail = open_tail(&out);
-        let mut shown = mask_long_runs(&out[..tail]);
-        shown.push_str(&mask_digits(&out[tail..]));
-        shown
+        from
+    }
+
+    /// Where the open tails of `text` start (`text.len()` for none): a number that
+    /// may go on ([`open_tail`]) and an email address that may go on
+    /// ([`address_tail`](Self::address_tail)).
+    fn open_tails(&self, text: &str) -> (usize, usize) {
+        let number = if self.holds { open_tail(text) } else { text.len() };
+        let address = if self.addresses { self.address_tail(text) } else { text.len() };
+        (number, address)
+    }
+
+    /// `text` with what could still grow into an item masked: the digits of its open
+    /// number and the letters and digits of its open address; in a `partial`, also
+    /// every long run of digits before them.
+    fn mask_open(&self, text: &str, partial: bool) -> String {
+        let (number, address) = self.open_tails(text);
+        let from = number.min(address);
+        let mut out = if partial && self.holds {
+            mask_long_runs(&text[..from])
+        } else {
+            text[..from].to_owned()
+        };
+        for (i, c) in text[from..].char_indices() {
+            let at = from + i;
+            let digit = matches!(classify(c), Class::Digit { .. });
+            let alnum = ascii_form(c).is_some_and(|c| c.is_ascii_alphanumeric());
+            out.push(if (at >= number && digit) || (at >= address && alnum) { '*' } else { c });
+        }
+        out
+    }
+
+    /// The byte offset where an email address that may go on in the next final starts
+    /// in `text` (`text.len()` if none): the last word of address characters (a `。`
+    /// after it and the spaces before it included) when it
+    ///
+    /// - has an `@` but is no complete address yet (`chan@`, `chan@example`,
+    ///   `chan@example.`; `@example` only right after an emitted word), or
+    /// - could be the part before the `@`: `.`, `_`, `+` or `%` inside (`chan.tm`,
+    ///   `peter_wong`, not `p.m.`), or ending in `_`, or letters and digits
+    ///   (`peter99`, `7peter`), or any word within 16 characters after a word such as
+    ///   `電郵` or `email` (`我嘅電郵係 chan`).
+    ///
+    /// A word that goes on from a number (`兩012…`, or digits after a number and a
+    /// separator: `3456 01@`) is held with that number.
+    ///
+    /// Other words are not held: that would delay every final ending in a Latin word.
+    fn address_tail(&self, text: &str) -> usize {
+        let body = text.strip_suffix('。').unwrap_or(text);
+        let start = body
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| is_address_char(c))
+            .last()
+            .map_or(body.len(), |(i, _)| i);
+        let word: String = body[start..].chars().filter_map(ascii_form).collect();
+        let emitted_before =
+            start == 0 && self.context.chars().next_back().is_some_and(is_address_char);
+        // `word` is in ASCII, one character for each of `body[start..]`.
+        let byte = |k: usize| start + body[start..].char_indices().nth(k).map_or(0, |(i, _)| i);
+        let (open, from) = match word.rfind('@') {
+            None => (could_be_local_part(&word) || self.after_email_word(&body[..start]), start),
+            Some(last) => {
+                // The address it may become starts after any `@` before the last.
+                let first = word[..last].rfind('@').map_or(0, |k| k + 1);
+                if first < last {
+                    (!is_email_address(&word[first..]), start)
+                } else if first == 0 && emitted_before {
+                    // The part before the `@` was emitted already (`chan` | `@example`).
+                    (!is_email_address(&format!("x{word}")), start)
+                } else {
+                    // Nothing before the `@`: what follows may be the part before another.
+                    (could_be_local_part(&word[last + 1..]), byte(last + 1))
+                }
+            }
+        };
+        if word.is_empty() || !open {
+            return text.len();
+        }
+        // A word that goes on from a number (`九9123chan`, digits after digits and a
+        // separator: `3456 01@`) is held with all of it: a number is never cut in two.
+        let digit = |c: char| matches!(classify(c), Class::Digit { .. });
+        let sep = |c: char| classify(c) == Class::Sep;
+        let mut before = body[..from].char_indices().rev().peekable();
+        if word.starts_with(|c: char| c.is_ascii_digit()) {
+            while before.next_if(|&(_, c)| sep(c)).is_some() {}
+        }
+        let mut from = from;
+        if before.peek().is_some_and(|&(_, c)| digit(c)) {
+            // From where that number starts, its HKID letters or `+852` included.
+            from = open_tail(&body[..from]);
+        }
+        from - spaces_before(&body[..from])
+    }
+
+    /// Whether `before` (after the context) ends with a word such as `電郵` or `email`
+    /// within [`EMAIL_WORD_BEFORE`] characters.
+    fn after_email_word(&self, before: &str) -> bool {
+        let all = format!("{}{before}", self.context);
+        // An address redacted before is no such word.
+        let all = all.replace(&self.redactor.options().labels.email, " ");
+        let chars: Vec<char> = all.chars().collect();
+        let window: String =
+            chars[chars.len().saturating_sub(EMAIL_WORD_BEFORE)..].iter().collect();
+        let window = window.to_lowercase();
+        EMAIL_WORDS.iter().any(|w| window.contains(w))
     }
 
     /// The held text and the next text as one: joined as Whisper would have written
     /// them, except that a period Whisper put after the held digits goes when digits
     /// follow (`9123.` and `4567.` are `9123 4567.`). Between ASCII digits, whether
     /// there was a space is unknown (`3` and `000 0000`): the joining that leaves
-    /// fewer digits unredacted wins.
+    /// less unredacted wins ([`left_over`](Self::left_over)).
     fn combine(&self, held: &str, text: &str) -> String {
-        let starts_with_digit =
-            text.chars().next().is_some_and(|c| matches!(classify(c), Class::Digit { .. }));
-        let held = if starts_with_digit { held.trim_end_matches(PERIODS) } else { held };
+        let first = text.chars().next();
+        let digit = |c: Option<char>| c.is_some_and(|c| matches!(classify(c), Class::Digit { .. }));
+        let trimmed = held.trim_end_matches(PERIODS);
+        let held = match first.map(classify) {
+            // `9123.` and `4567`, not `A。` and `9123`.
+            Some(Class::Digit { .. }) if digit(trimmed.chars().next_back()) => trimmed,
+            // `chan。` and `@example.com`: the full stop was Whisper's.
+            _ if first.and_then(ascii_form) == Some('@') => held.trim_end_matches('。'),
+            _ => held,
+        };
         let joined = join(held, text);
         // `G123456` and `A` (an HKID check letter) too.
         let (end, start) = (held.chars().next_back(), text.chars().next());
@@ -318,15 +472,26 @@ impl CaptionRedactor {
             return joined;
         }
         let glued = format!("{held}{text}");
-        let digits_left = |t: &str| {
-            let (out, _) = self.redact_in_context(t);
-            out.chars().filter(|&c| matches!(classify(c), Class::Digit { .. })).count()
-        };
-        if digits_left(&glued) < digits_left(&joined) {
+        if self.left_over(&glued) < self.left_over(&joined) {
             glued
         } else {
             joined
         }
+    }
+
+    /// What redacting `text` leaves that could be personal data: digits, then the
+    /// letters and digits outside labels (the part of an address before the `@`
+    /// when the address was cut between words: `peter.wong` and `99@example.com`).
+    fn left_over(&self, text: &str) -> (usize, usize) {
+        let (mut out, _) = self.redact_in_context(text);
+        let labels = &self.redactor.options().labels;
+        for kind in RedactionKind::ALL {
+            out = out.replace(labels.get(kind), " ");
+        }
+        let digits = out.chars().filter(|&c| matches!(classify(c), Class::Digit { .. })).count();
+        let alnum =
+            out.chars().filter(|&c| ascii_form(c).is_some_and(|c| c.is_ascii_alphanumeric()));
+        (digits, alnum.count())
     }
 
     /// Redacts `text` as it follows the emitted context; the context itself never
@@ -338,6 +503,24 @@ impl CaptionRedactor {
     fn redact_in_context(&self, text: &str) -> (String, RedactionCounts) {
         let (out, counts, _) = self.redact_after_context(text);
         (out, counts)
+    }
+
+    /// `text[..tail]` redacted after the context, and with the held `text[tail..]`
+    /// after it, because what follows a number can make it an item (`012-345678901`
+    /// and a held `a_account_b`); the held text itself is redacted with the next
+    /// final. Without it when an item reaches into the held text.
+    fn redact_before_held(
+        &self,
+        text: &str,
+        tail: usize,
+    ) -> (String, RedactionCounts, &'static str) {
+        if tail < text.len() {
+            let (out, counts, sep) = self.redact_after_context(text);
+            if let Some(emitted) = out.strip_suffix(&text[tail..]) {
+                return (emitted.to_owned(), counts, sep);
+            }
+        }
+        self.redact_after_context(&text[..tail])
     }
 
     /// [`redact_in_context`](Self::redact_in_context), and the separator chosen
@@ -356,7 +539,7 @@ impl CaptionRedactor {
             let candidate = match redacted.text.strip_prefix(&prefix) {
                 Some(rest) => (rest.to_owned(), redacted.counts, sep),
                 None => {
-                    let alone = self.redactor.redact(text);
+                    let alone = self.redact_alone(text);
                     (alone.text, alone.counts, " ")
                 }
             };
@@ -367,8 +550,26 @@ impl CaptionRedactor {
         best.unwrap_or_else(|| (String::new(), RedactionCounts::default(), ""))
     }
 
+    /// Redacts `text` without its context, when an item found with the context reached
+    /// into it. That item may be an address whose part before the `@` was emitted
+    /// already (`chan` | `@example.com`, speech recognition cutting where no address
+    /// was expected): what is left of it is redacted as an address still.
+    fn redact_alone(&self, text: &str) -> Redacted {
+        let alone = self.redactor.redact(text);
+        if text.chars().next().and_then(ascii_form) != Some('@') {
+            return alone;
+        }
+        let stand_in = self.redactor.redact(&format!("x{text}"));
+        if stand_in.counts.email > alone.counts.email {
+            stand_in
+        } else {
+            alone
+        }
+    }
+
     /// Keeps the last [`CONTEXT_CHARS`] characters of emitted text, starting after
-    /// any number cut in half by the cut (which could look like an item alone).
+    /// any number or word cut in half by the cut (what is left of a number could look
+    /// like an item alone).
     fn push_context(&mut self, emitted: &str) {
         self.push_context_glued(emitted, false);
     }
@@ -383,8 +584,15 @@ impl CaptionRedactor {
         let chars: Vec<char> = all.chars().collect();
         let mut from = chars.len().saturating_sub(CONTEXT_CHARS);
         if from > 0 {
+            // Past the number or code the cut went through, up to a separator before a
+            // word: the words after it stay (`my bank account is`).
             while from < chars.len() && classify(chars[from]) != Class::Other {
+                let next = chars.get(from + 1).map(|&c| classify(c));
+                let word_next = matches!(next, None | Some(Class::Letter(_) | Class::Other));
                 from += 1;
+                if classify(chars[from - 1]) == Class::Sep && word_next {
+                    break;
+                }
             }
         }
         self.context = chars[from..].iter().collect();
@@ -408,6 +616,36 @@ fn needs_space(a: &str, b: &str) -> bool {
     let end = a.chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
     let start = b.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     end && start
+}
+
+/// The length of the spaces ending `text`, held with what follows them so that held
+/// text goes back as it was written. Line breaks are not: they stay in the emitted
+/// text, where they keep the context apart from what follows (`$` and a number).
+fn spaces_before(text: &str) -> usize {
+    let space = |c: &char| classify(*c) == Class::Sep && *c != '-';
+    text.chars().rev().take_while(space).map(char::len_utf8).sum()
+}
+
+/// Characters email addresses are written with (full-width forms too).
+fn is_address_char(c: char) -> bool {
+    ascii_form(c).is_some_and(|c| c.is_ascii_alphanumeric() || "._%+-@".contains(c))
+}
+
+/// Whether `word` (ASCII, no `@`) looks like the part of an email address before the
+/// `@`, not an ordinary word: see [`CaptionRedactor::address_tail`].
+fn could_be_local_part(word: &str) -> bool {
+    let core = word.trim_end_matches('.');
+    let is_sep = |c: char| "._+%".contains(c);
+    // The redactor skips a `.` starting the part before the `@`, nothing else.
+    if core.is_empty() || core.starts_with('.') {
+        return false;
+    }
+    let letters = core.chars().any(|c| c.is_ascii_alphabetic());
+    let digits = core.chars().any(|c| c.is_ascii_digit());
+    let parts: Vec<&str> = core.split(is_sep).filter(|p| !p.is_empty()).collect();
+    // `p.m.` and `e.g.` are abbreviations: one letter between the dots.
+    let joined = parts.len() >= 2 && parts.iter().any(|p| p.len() >= 2);
+    letters && (joined || digits || core.ends_with('_'))
 }
 
 /// Characters numbers are written with.
@@ -444,7 +682,9 @@ fn open_tail(text: &str) -> usize {
     while j > 0 && i - j < 2 && matches!(class(j - 1), Class::Letter(_)) {
         j -= 1;
     }
-    let word_start = j == 0 || !matches!(class(j - 1), Class::Letter(_) | Class::Digit { .. });
+    // As the redactor reads HKID numbers: a Chinese numeral before the letters is fine.
+    let word_start =
+        j == 0 || !matches!(class(j - 1), Class::Letter(_) | Class::Digit { ascii: true, .. });
     if j < i && word_start {
         // The redactor reads letters (any case) and one separator before six or
         // seven digits as an HKID number, so `on 9123` is held whole.
@@ -469,11 +709,6 @@ fn open_tail(text: &str) -> usize {
         return text.len();
     }
     chars[i].0
-}
-
-/// `text` with every digit (however written) replaced by `*`.
-fn mask_digits(text: &str) -> String {
-    text.chars().map(|c| if matches!(classify(c), Class::Digit { .. }) { '*' } else { c }).collect()
 }
 
 /// `text` with the digits of every run of [`PARTIAL_MASK_DIGITS`] or more digits
@@ -571,6 +806,8 @@ mod tests {
         assert_eq!(tail("call me on 9123"), " on 9123");
         assert_eq!(tail("a123"), "a123");
         assert_eq!(tail("XYZ123"), "123");
+        assert_eq!(tail("玖AA123456"), "AA123456");
+        assert_eq!(tail("9AA123456"), "123456");
         assert_eq!(tail("****4567"), "");
         assert_eq!(tail("電話 9123 4567"), " 9123 4567");
         assert_eq!(tail("call me on 912."), " on 912.");
@@ -580,6 +817,98 @@ mod tests {
         assert_eq!(tail("[電話號碼]"), "");
         assert_eq!(tail("三點半見"), "");
         assert_eq!(tail(""), "");
+    }
+
+    #[test]
+    fn address_tails() {
+        let r = CaptionRedactor::new(Redactor::default());
+        let tail = |t: &'static str| &t[r.address_tail(t)..];
+        assert_eq!(tail("電郵係 chan@"), " chan@");
+        assert_eq!(tail("電郵係chan@example"), "chan@example");
+        assert_eq!(tail("電郵係 chan@example."), " chan@example.");
+        assert_eq!(tail("電郵係 chan@example。"), " chan@example。");
+        assert_eq!(tail("send to chan.taiman"), " chan.taiman");
+        assert_eq!(tail("send to peter_wong"), " peter_wong");
+        assert_eq!(tail("send to peter_"), " peter_");
+        assert_eq!(tail("send to peter99"), " peter99");
+        assert_eq!(tail("send to ｃｈａｎ＠"), " ｃｈａｎ＠");
+        // After a word such as `電郵`, any word.
+        assert_eq!(tail("我嘅電郵係 chan"), " chan");
+        assert_eq!(tail("my email is chan"), " chan");
+        // Complete addresses and ordinary words are not held.
+        assert_eq!(tail("電郵係 chan@example.com"), "");
+        assert_eq!(tail("電郵係 chan@example.com."), "");
+        assert_eq!(tail("send 個 file"), "");
+        assert_eq!(tail("at 3 p.m."), "");
+        assert_eq!(tail("e.g."), "");
+        assert_eq!(tail("follow-up"), "");
+        assert_eq!(tail("@someone"), "");
+        assert_eq!(tail("電郵@peter.wong"), "peter.wong");
+        assert_eq!(tail("電郵@Ｃｈａｎ＠"), "@Ｃｈａｎ＠");
+        assert_eq!(tail("電郵 a@b.com@x"), " a@b.com@x");
+        assert_eq!(tail("九一二三"), "");
+        assert_eq!(tail("兩012-345678901+x98"), "兩012-345678901+x98");
+        assert_eq!(tail("號碼 兩x98@"), " 兩x98@");
+        assert_eq!(tail("號碼 012-3456789 01@"), " 012-3456789 01@");
+        assert_eq!(tail("8九9123Ｃｈ"), "8九9123Ｃｈ");
+        assert_eq!(tail("戶口A123 4563.x_"), "A123 4563.x_");
+        assert_eq!(tail("電話 9123 4567 chan@"), " chan@");
+        assert_eq!(tail(""), "");
+        // The label of an address is no word such as `電郵`.
+        assert_eq!(tail("[電郵地址] thanks"), "");
+    }
+
+    #[test]
+    fn local_parts() {
+        for word in [
+            "chan.tm",
+            "chan.t",
+            "a.bc",
+            "peter_wong",
+            "peter_",
+            "peter99",
+            "7peter",
+            "v1.2",
+            "_9zc",
+        ] {
+            assert!(could_be_local_part(word), "{word}");
+        }
+        for word in ["chan", "p.m.", "e.g", "U.S", "follow-up", "99", "1.2", ".chan", "etc."] {
+            assert!(!could_be_local_part(word), "{word}");
+        }
+    }
+
+    #[test]
+    fn an_address_begun_after_an_emitted_word_is_held() {
+        // `chan` was emitted; `@example` may still become an address.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(
+            finals(&mut r, &["write to chan", "@example", ".com now"]),
+            ["write to chan", "", "[電郵地址] now"]
+        );
+        assert_eq!(r.counts().email, 1);
+    }
+
+    #[test]
+    fn a_long_number_is_held_one_final_for_an_account_word() {
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(
+            finals(&mut r, &["號碼係 012-345678901，", "好", "係我嘅戶口"]),
+            ["號碼係", "012-345678901，好", "係我嘅戶口"]
+        );
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(
+            finals(&mut r, &["號碼係 012-345678901，", "係我嘅戶口"]),
+            ["號碼係", "[銀行戶口號碼]，係我嘅戶口"]
+        );
+        // Account numbers off: nothing held for them.
+        let phones =
+            Redactor::new(RedactOptions { types: "phone".parse().unwrap(), ..Default::default() });
+        let mut r = CaptionRedactor::new(phones);
+        assert_eq!(
+            finals(&mut r, &["號碼係 012-345678901，", "係我嘅戶口"]),
+            ["號碼係 012-345678901，", "係我嘅戶口"]
+        );
     }
 
     #[test]
@@ -602,6 +931,12 @@ mod tests {
         assert_eq!(
             finals(&mut r, &["Call me on 9123.", "4567."]),
             ["Call me", "", "on [電話號碼]."]
+        );
+        // Only a full stop after digits goes: a word held before one stays apart.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(
+            finals(&mut r, &["電郵係 A。", "９012-345678901戶口"]),
+            ["電郵係", "A。[銀行戶口號碼]戶口"]
         );
         // Split inside a group of ASCII digits: joined without the space.
         let mut r = CaptionRedactor::new(Redactor::default());
@@ -668,6 +1003,13 @@ mod tests {
         assert_eq!(finals(&mut r, &["你好", "號碼係 1234"]), ["你好", "號碼係", "1234"]);
         assert!(r.counts().is_empty());
         assert!(!r.is_holding());
+    }
+
+    #[test]
+    fn the_finish_final_keeps_a_number_apart_from_the_text_before() {
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(finals(&mut r, &["第\u{3000}9123 4567"]), ["第", "[電話號碼]"]);
+        assert_eq!(r.counts().phone, 1);
     }
 
     #[test]
@@ -812,6 +1154,22 @@ mod tests {
             ]
         );
         assert_eq!(r.counts().phone, 1);
+    }
+
+    /// Regression: the cut skipped every Latin word and space up to the next
+    /// punctuation, `account` included.
+    #[test]
+    fn a_context_cut_inside_english_words_keeps_the_words_after_it() {
+        let mut r = CaptionRedactor::new(Redactor::default());
+        assert_eq!(
+            finals(&mut r, &["so the number of my bank account is", "012-345678901"]),
+            ["so the number of my bank account is", "", "[銀行戶口號碼]"]
+        );
+        assert_eq!(r.counts().account, 1);
+        // Cut inside a number followed by words: the number goes, the words stay.
+        let mut r = CaptionRedactor::new(Redactor::default());
+        r.push_context("$99 1234 5678 and my bank account");
+        assert_eq!(r.context, "and my bank account");
     }
 
     #[test]

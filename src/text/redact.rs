@@ -40,10 +40,10 @@
 //! | Kind | Matched | Why this way |
 //! |------|---------|--------------|
 //! | [`Hkid`](RedactionKind::Hkid) | 1–2 letters, 6 digits, a check character (`0`–`9` or `A`), bracketed or not: `A123456(3)`, `AB123456(9)`, `G123456A`, `A 一二三四五六 (三)` | **only when the check character is right**: a letter and seven digits with a wrong check character are more likely a product or reference code |
-//! | [`Phone`](RedactionKind::Phone) | 8 digits starting 2–9 (2, 3 fixed lines; 4–9 mobile, 4, 7 and 8 included since 2018), optionally after `+852`, `852` or `(852)`, written whole, in fours or digit by digit: `91234567`, `9123 4567`, `9123-4567`, `九 一 二 三 四五六七` | every Hong Kong number has this form, so any such 8-digit number is taken for a phone number, except a date written `20240315`; other groupings are dates (`2024-03-15`) or lottery numbers (`25 33 41 45`) |
+//! | [`Phone`](RedactionKind::Phone) | 8 digits starting 2–9 (2, 3 fixed lines; 4–9 mobile, 4, 7 and 8 included since 2018), optionally after `+852`, `852` or `(852)`, in any grouping: `91234567`, `9123 4567`, `9123-4567`, `九 一 二 三 四五六七`, `912-3456-7`, `91-234-567` | every Hong Kong number has this form, and Whisper groups a number read out as it likes, so any such 8-digit number is taken for a phone number, except dates, ranges of years and lists of small numbers (see [Phone numbers](#phone-numbers)) |
 //! | [`Email`](RedactionKind::Email) | `local@domain.tld`, ASCII or full-width | spoken forms (`chan dot tai man at gmail`) are not recognised |
 //! | [`Card`](RedactionKind::Card) | 13–19 digits that pass the Luhn check, in groups of 3 or more (`4111 1111 1111 1111`, `3782 822463 10005`) or digit by digit | the Luhn check keeps most other long numbers |
-//! | [`Account`](RedactionKind::Account) | 9–15 digits (a 3-digit bank code and 9–12 digits, or the account number alone) within about 20 characters after or 10 before `戶口`, `户口`, `賬戶`, `帳戶`, `账户`, `賬號`, `帳號`, `account`, `acct` or `a/c` | without such a word, a long number is not known to be an account |
+//! | [`Account`](RedactionKind::Account) | 9–15 digits (a 3-digit bank code and 9–12 digits, or the account number alone) within 20 characters after or 10 before `戶口`, `户口`, `賬戶`, `帳戶`, `账户`, `賬號`, `帳號`, `account`, `acct` or `a/c` (before it, a Latin word counts as one character: `012-345678901 is my bank account`) | without such a word, a long number is not known to be an account |
 //!
 //! A run of digits is left alone when it is part of a bigger number or a quantity:
 //! next to `.` or `:` and another digit (`10:30`, `HK$99.5`, `3.14159265`), after a
@@ -56,6 +56,31 @@
 //!
 //! Numbers read out one after another with only spaces between them (`9123 4567
 //! 2345 6789`) are split at their groups into phone and card numbers.
+//!
+//! # Phone numbers
+//!
+//! Eight digits starting 2–9 are a phone number however they are grouped, with these
+//! exceptions:
+//!
+//! - **Dates**: `20240315` written whole; a year (1900–2099) then a month and day in
+//!   either order, grouped 4-2-2 or 4-4 (`2024-11-29`, `2024 11 29`, `2024 1129`); a
+//!   day and month in either order then a year, grouped 2-2-4 (`29-11-2024`).
+//! - **Ranges of years**: two years grouped 4-4, the second later (`2023-2024`).
+//! - **Lists of small numbers**: groups of one or two digits, not all of one
+//!   (`25 33 41 45`, `3 5 12 25 33`: lottery draws, scores, ages). Digit by digit
+//!   (`9 1 2 3 4 5 6 7`) is a phone number.
+//! - **Wide separators** in an unusual grouping: whole, in fours or digit by digit,
+//!   groups may be apart by up to three separator characters (`9123 - 4567`); any
+//!   other grouping needs one space or hyphen between groups (`912-3456-7`).
+//! - **Part of a longer code**: inside a longer run of digits, an unusual grouping is a
+//!   phone number only when its own separators differ from those around it
+//!   (`912-3456-7 3個人` is, `306-40615` in the ISBN `978-0-306-40615-7` is not).
+//!
+//! With a country code (`+852 2024 1129`), none of these is a date or a list. A year
+//! before four digits that are no month and day (`2024 5678`) is a phone number:
+//! Whisper writes a count after a year with its unit or a comma. Times (`12:30`),
+//! prices (`$1,234.50`) and versions (`1.2.3`) are broken by `:`, `,` and `.` and never
+//! form eight digits in a row.
 //!
 //! # Replacement
 //!
@@ -511,6 +536,18 @@ impl Redactor {
         Redacted { text: text.into_owned(), counts }
     }
 
+    /// Where the last number in `text` starts (a byte offset) that is no item yet, but
+    /// that an account word in the text after `text` could still make a bank account
+    /// number (see [`Scan::pending_account`]); `None` when accounts are not redacted.
+    pub(super) fn pending_account(&self, text: &str) -> Option<usize> {
+        if !self.options.types.account {
+            return None;
+        }
+        let mut scan = Scan::new(text, self.options.types);
+        let start = scan.pending_account()?;
+        Some(scan.offsets[start])
+    }
+
     fn write_replacement(&self, item: &Found, out: &mut String) {
         match self.options.replacement {
             Replacement::MaskKeepLast(keep) if item.kind != RedactionKind::Email => {
@@ -558,6 +595,28 @@ pub(super) enum Class {
     Mask,
     /// Anything else, or part of an item already found.
     Other,
+}
+
+/// `c` as the ASCII character it stands for (full-width forms such as `ａ`, `＠`,
+/// `．` too), if any.
+pub(super) fn ascii_form(c: char) -> Option<char> {
+    let c = match c {
+        '！'..='～' => char::from_u32(c as u32 - 0xFEE0)?,
+        _ => c,
+    };
+    c.is_ascii().then_some(c)
+}
+
+/// Whether `text` is one email address and nothing else, full stops after it aside.
+pub(super) fn is_email_address(text: &str) -> bool {
+    let scan = Scan::new(text, RedactionTypes::NONE);
+    match scan.emails().as_slice() {
+        [one] => {
+            one.chars.start == 0
+                && scan.chars[one.chars.end..].iter().all(|&c| ascii_form(c) == Some('.'))
+        }
+        _ => false,
+    }
 }
 
 pub(super) fn classify(c: char) -> Class {
@@ -618,6 +677,8 @@ struct Run {
     digits: Vec<usize>,
     /// Digits per group.
     groups: Vec<usize>,
+    /// The characters between each group and the next (`groups.len() - 1` of them).
+    gaps: Vec<Range<usize>>,
     /// Written after a `+` or as `(852)`: a phone number with a country code.
     international: bool,
 }
@@ -694,14 +755,7 @@ impl Scan {
     // ----- email -------------------------------------------------------------------
 
     fn emails(&self) -> Vec<Found> {
-        let ascii = |i: usize| -> Option<char> {
-            let c = *self.chars.get(i)?;
-            let c = match c {
-                '！'..='～' => char::from_u32(c as u32 - 0xFEE0)?,
-                _ => c,
-            };
-            c.is_ascii().then_some(c)
-        };
+        let ascii = |i: usize| self.chars.get(i).copied().and_then(ascii_form);
         let local = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
         let domain = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
         let mut out = Vec::new();
@@ -834,8 +888,14 @@ impl Scan {
     /// Digits from `i` on, groups separated by up to [`MAX_SEP`] separators, at most
     /// `max` digits.
     fn digits_from(&self, start: usize, max: usize) -> Run {
-        let mut run =
-            Run { start, end: start, digits: Vec::new(), groups: Vec::new(), international: false };
+        let mut run = Run {
+            start,
+            end: start,
+            digits: Vec::new(),
+            groups: Vec::new(),
+            gaps: Vec::new(),
+            international: false,
+        };
         let mut i = start;
         let mut group = 0;
         while run.digits.len() < max {
@@ -857,6 +917,7 @@ impl Scan {
                 break;
             }
             run.groups.push(group);
+            run.gaps.push(i..j);
             group = 0;
             i = j;
         }
@@ -898,7 +959,9 @@ impl Scan {
                 digits.extend(&rest.digits);
                 let mut groups = vec![3];
                 groups.extend(&rest.groups);
-                Some(Run { start: i, end: rest.end, digits, groups, international: true })
+                // The bracket and separators after the country code.
+                let gaps = std::iter::once(j + 3..k).chain(rest.gaps).collect();
+                Some(Run { start: i, end: rest.end, digits, groups, gaps, international: true })
             }
             _ => None,
         }
@@ -938,10 +1001,10 @@ impl Scan {
         if !self.stands_alone(run) {
             return None;
         }
-        let values = self.values(run);
-        if self.types.phone && is_phone(&values, &run.groups, run.international) {
+        if self.types.phone && self.phone_grouping(run).is_some() {
             return Some(RedactionKind::Phone);
         }
+        let values = self.values(run);
         if run.international {
             return None;
         }
@@ -1008,12 +1071,16 @@ impl Scan {
                 end: digits[count - 1] + 1,
                 digits,
                 groups: run.groups[group..=last_group].to_vec(),
+                gaps: run.gaps[group..last_group].to_vec(),
                 international: false,
             };
-            let values = self.values(&part);
-            let valid = match kind {
-                RedactionKind::Phone => is_phone(&values, &part.groups, false),
-                _ => is_card(&values, &part.groups),
+            let valid = match (kind, self.phone_grouping(&part)) {
+                (RedactionKind::Phone, Some(Grouping::Usual)) => true,
+                (RedactionKind::Phone, Some(Grouping::Other)) => {
+                    self.set_apart(run, group, last_group)
+                }
+                (RedactionKind::Phone, None) => false,
+                _ => is_card(&self.values(&part), &part.groups),
             };
             if valid && self.stands_alone(&part) {
                 let found = (last_group, self.found(kind, &part));
@@ -1024,6 +1091,44 @@ impl Scan {
             }
         }
         card.or(phone)
+    }
+
+    /// How `run` is grouped, if it is a Hong Kong phone number: 8 digits starting 2–9,
+    /// after `852` when `international` or when there are 11, and not an ordinary
+    /// number ([`is_ordinary`]) unless a country code says otherwise. Usual groupings
+    /// may be written with up to [`MAX_SEP`] separators between groups (`9123 - 4567`);
+    /// any other has one separator between groups (`912-3456-7`, not `912 - 3456 - 7`).
+    fn phone_grouping(&self, run: &Run) -> Option<Grouping> {
+        let values = self.values(run);
+        let (local, groups, first_gap) = local_number(&values, &run.groups, run.international)?;
+        if !(2..=9).contains(&local[0]) {
+            return None;
+        }
+        let with_code = local.len() < values.len();
+        if !with_code && is_ordinary(local, &groups) {
+            return None;
+        }
+        if groups.iter().all(|&g| g == 1 || g == 4) || groups == [8] {
+            return Some(Grouping::Usual);
+        }
+        let single = run.gaps[first_gap..].iter().all(|gap| gap.len() == 1);
+        single.then_some(Grouping::Other)
+    }
+
+    /// Whether groups `first..=last` of `run` are set apart from the groups around
+    /// them, so that they can be a phone number of their own in an [unusual
+    /// grouping](Grouping::Other): one and the same separator inside, and any other
+    /// separator, or more than one, around them (`912-3456-7 3個人`, but not
+    /// `306-40615` in the ISBN `978-0-306-40615-7`).
+    fn set_apart(&self, run: &Run, first: usize, last: usize) -> bool {
+        let inside = &run.gaps[first..last];
+        let Some(sep) = inside.first().map(|gap| self.chars[gap.start]) else {
+            return true;
+        };
+        let is_sep = |gap: &Range<usize>| gap.len() == 1 && self.chars[gap.start] == sep;
+        let before = first.checked_sub(1).map(|k| &run.gaps[k]);
+        let after = run.gaps.get(last);
+        inside.iter().all(is_sep) && !before.is_some_and(is_sep) && !after.is_some_and(is_sep)
     }
 
     /// Whether the characters around a run leave it a number of its own, rather than
@@ -1062,8 +1167,56 @@ impl Scan {
             self.chars[range].iter().collect::<String>().to_lowercase()
         };
         let before = window(run.start.saturating_sub(ACCOUNT_BEFORE)..run.start);
-        let after = window(run.end..(run.end + ACCOUNT_AFTER).min(self.chars.len()));
+        let after = window(run.end..self.on_by(run.end, ACCOUNT_AFTER));
         ACCOUNT_WORDS.iter().any(|w| before.contains(w) || after.contains(w))
+    }
+
+    /// The character `units` characters after `from`, a Latin word counting as one
+    /// (`is my bank account` is seven), or the end of the text. Only the window after a
+    /// number is counted so: the one before it must fit in the context a
+    /// [`CaptionRedactor`](super::CaptionRedactor) keeps of earlier finals.
+    fn on_by(&self, mut from: usize, units: usize) -> usize {
+        for _ in 0..units {
+            if from >= self.chars.len() {
+                break;
+            }
+            from += 1;
+            while matches!(self.class(from - 1), Class::Letter(_))
+                && matches!(self.class(from), Class::Letter(_))
+            {
+                from += 1;
+            }
+        }
+        from
+    }
+
+    /// The start of the last number of 9 to 15 digits that is no item yet but could
+    /// still become a bank account number: one that stands alone, with fewer than
+    /// [`ACCOUNT_AFTER`] characters after it, so that an account word in text that
+    /// follows would be near enough.
+    fn pending_account(&mut self) -> Option<usize> {
+        // Emails and HKID numbers are hidden from digit runs, as when redacting.
+        self.find_all();
+        let mut pending = None;
+        let mut i = 0;
+        while i < self.class.len() {
+            let Some(run) = self.run_at(i) else {
+                i += 1;
+                continue;
+            };
+            i = run.end.max(i + 1);
+            // Not an item as a whole (a phone number split out of it does not count:
+            // with an account word, the whole run is an account number).
+            if !run.international
+                && (9..=15).contains(&run.digits.len())
+                && self.classify_run(&run).is_none()
+                && self.stands_alone(&run)
+                && self.on_by(run.end, ACCOUNT_AFTER - 1) == self.chars.len()
+            {
+                pending = Some(run.start);
+            }
+        }
+        pending
     }
 }
 
@@ -1081,35 +1234,68 @@ fn hkid_check(letters: &[u8], digits: &[u8]) -> u8 {
     ((11 - sum % 11) % 11) as u8
 }
 
-/// Whether `digits` (grouped as `groups`) are a Hong Kong phone number: 8 digits
-/// starting 2–9, after `852` when `international` or when there are 11.
-fn is_phone(digits: &[u8], groups: &[usize], international: bool) -> bool {
-    let (local, local_groups) = match digits.len() {
-        8 if !international => (digits, groups.to_vec()),
-        11 if digits.starts_with(&[8, 5, 2]) => {
-            // The country code must be a group of its own or run straight on.
-            let rest = match groups.first() {
-                Some(3) => groups[1..].to_vec(),
-                Some(11) => vec![8],
-                Some(&g) if g > 3 => {
-                    let mut rest = groups.to_vec();
-                    rest[0] -= 3;
-                    rest
-                }
-                _ => return false,
-            };
-            (&digits[3..], rest)
-        }
-        _ => return false,
-    };
-    if !(2..=9).contains(&local[0]) {
-        return false;
+/// How the eight digits of a phone number are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    /// Whole, in fours or digit by digit (`91234567`, `9123 4567`, `9 1 2 3 4567`): how
+    /// phone numbers are written, so also found inside a longer run of numbers read
+    /// out one after the other.
+    Usual,
+    /// Any other grouping with one separator between groups (`912-3456-7`,
+    /// `91-234-567`): a phone number when it is the whole run, or when it is [set
+    /// apart](Scan::set_apart) from the rest of a longer run.
+    Other,
+}
+
+/// The eight local digits of a phone number that `digits` (grouped as `groups`) could
+/// be, their groups, and the index of the first gap between them: the digits
+/// themselves, or the last eight of 11 after `852` (a group of its own or run straight
+/// on; always there when `international`).
+fn local_number<'d>(
+    digits: &'d [u8],
+    groups: &[usize],
+    international: bool,
+) -> Option<(&'d [u8], Vec<usize>, usize)> {
+    match digits.len() {
+        8 if !international => Some((digits, groups.to_vec(), 0)),
+        11 if digits.starts_with(&[8, 5, 2]) => match groups.first() {
+            Some(3) => Some((&digits[3..], groups[1..].to_vec(), 1)),
+            Some(&g) if g > 3 => {
+                let mut rest = groups.to_vec();
+                rest[0] -= 3;
+                Some((&digits[3..], rest, 0))
+            }
+            _ => None,
+        },
+        _ => None,
     }
-    // Written whole, in fours or digit by digit (`9123 4567`, `九 一 二 三 四五六七`):
-    // other groupings are dates (`2024-03-15`), lottery numbers (`25 33 41 45`) and such.
-    match local_groups.as_slice() {
-        [8] => !is_date(local),
-        groups => groups.iter().all(|&g| g == 1 || g == 4),
+}
+
+/// Whether eight digits grouped as `groups` are more likely an ordinary number than a
+/// phone number:
+///
+/// - a date: `YYYYMMDD` written whole (`20240315`), a year and a month and day in
+///   either order (`2024-11-29`, `2024 11 29`, `2024 1129`), or a day and month and
+///   a year (`29-11-2024`, `11-29-2024`); years are 1900–2099;
+/// - a range of years, the second later (`2023-2024`, `1997-2047`);
+/// - a list of one- and two-digit numbers, not all of one digit (lottery draws
+///   `25 33 41 45`, `3 5 12 25 33`, scores, ages).
+///
+/// A year before a number that is no month and day (`2024 5678`) is taken for a phone
+/// number: Whisper writes a count after a year with a unit or a comma.
+fn is_ordinary(d: &[u8], groups: &[usize]) -> bool {
+    let n = |r: Range<usize>| d[r].iter().fold(0u32, |acc, &x| acc * 10 + u32::from(x));
+    let year = |r: Range<usize>| (1900..=2099).contains(&n(r));
+    let month_day =
+        |m: Range<usize>, d: Range<usize>| (1..=12).contains(&n(m)) && (1..=31).contains(&n(d));
+    let day_month =
+        |a: Range<usize>, b: Range<usize>| month_day(a.clone(), b.clone()) || month_day(b, a);
+    match groups {
+        [8] => year(0..4) && month_day(4..6, 6..8),
+        [4, 2, 2] => year(0..4) && day_month(4..6, 6..8),
+        [4, 4] => year(0..4) && (day_month(4..6, 6..8) || year(4..8) && n(4..8) > n(0..4)),
+        [2, 2, 4] => year(4..8) && day_month(0..2, 2..4),
+        _ => groups.iter().all(|&g| g <= 2) && groups.contains(&2),
     }
 }
 
@@ -1120,12 +1306,6 @@ fn is_card(digits: &[u8], groups: &[usize]) -> bool {
     (13..=19).contains(&digits.len())
         && (groups.iter().all(|&g| g >= 3) || groups.iter().all(|&g| g == 1))
         && luhn(digits)
-}
-
-/// `YYYYMMDD` with a year 1900–2099.
-fn is_date(d: &[u8]) -> bool {
-    let n = |r: Range<usize>| d[r].iter().fold(0u32, |acc, &x| acc * 10 + u32::from(x));
-    (1900..=2099).contains(&n(0..4)) && (1..=12).contains(&n(4..6)) && (1..=31).contains(&n(6..8))
 }
 
 /// The Luhn check of payment card numbers.
@@ -1185,22 +1365,98 @@ mod tests {
         assert_eq!(classify('十'), Class::Other);
     }
 
+    /// How the run at the start of `text` is grouped as a phone number.
+    fn grouping(text: &str) -> Option<Grouping> {
+        let scan = Scan::new(text, RedactionTypes::ALL);
+        scan.phone_grouping(&scan.run_at(0).expect("a run"))
+    }
+
     #[test]
-    fn phone_shapes() {
-        let d = |s: &str| s.bytes().map(|b| b - b'0').collect::<Vec<u8>>();
-        assert!(is_phone(&d("91234567"), &[8], false));
-        assert!(is_phone(&d("91234567"), &[4, 4], false));
-        assert!(is_phone(&d("91234567"), &[1; 8], false));
-        assert!(is_phone(&d("91234567"), &[4, 1, 1, 1, 1], false));
-        assert!(!is_phone(&d("91234567"), &[2, 2, 2, 2], false));
-        assert!(!is_phone(&d("91234567"), &[3, 5], false));
-        assert!(!is_phone(&d("20240315"), &[4, 2, 2], false));
-        assert!(!is_phone(&d("20240315"), &[8], false));
-        assert!(!is_phone(&d("11234567"), &[8], false));
-        assert!(is_phone(&d("85291234567"), &[3, 4, 4], false));
-        assert!(is_phone(&d("85291234567"), &[11], false));
-        assert!(is_phone(&d("85291234567"), &[7, 4], true));
-        assert!(!is_phone(&d("91234567"), &[8], true));
+    fn phone_groupings() {
+        use Grouping::{Other, Usual};
+        for (text, want) in [
+            ("91234567", Some(Usual)),
+            ("9123 4567", Some(Usual)),
+            ("9123 - 4567", Some(Usual)),
+            ("9 1 2 3 4 5 6 7", Some(Usual)),
+            ("9123 4 5 6 7", Some(Usual)),
+            ("912-3456-7", Some(Other)),
+            ("91-234-567", Some(Other)),
+            ("912 34567", Some(Other)),
+            ("91 23 4567", Some(Other)),
+            ("9123 45 67", Some(Other)),
+            ("+852 912-3456-7", Some(Other)),
+            ("852 912-3456-7", Some(Other)),
+            ("(852) 912-3456-7", Some(Other)),
+            ("852912-3456-7", Some(Other)),
+            ("85291234567", Some(Usual)),
+            ("+85291234567", Some(Usual)),
+            // Unusual groupings take one separator.
+            ("912 - 3456 - 7", None),
+            ("912  3456 7", None),
+            // Lists of small numbers.
+            ("91 23 45 67", None),
+            ("9 12 34 5 67", None),
+            // Dates and ranges of years.
+            ("20240315", None),
+            ("2024-11-29", None),
+            ("2024 11 29", None),
+            ("2024-29-11", None),
+            ("2024 1129", None),
+            ("29-11-2024", None),
+            ("11-29-2024", None),
+            ("2023-2024", None),
+            ("1997-2047", None),
+            // A year before a number, two years backwards, impossible dates.
+            ("2024 5678", Some(Usual)),
+            ("2024-2023", Some(Usual)),
+            ("2024-13-40", Some(Other)),
+            ("32-11-2024", Some(Other)),
+            // With a country code, nothing is a date.
+            ("+852 2024 1129", Some(Usual)),
+            // Not Hong Kong numbers.
+            ("11234567", None),
+            ("0123-4567", None),
+            ("+91234567", None),
+            ("912345678", None),
+        ] {
+            assert_eq!(grouping(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn unusual_groupings_inside_longer_runs() {
+        assert_eq!(redact("打 912-3456-7 3個人"), "打 [電話號碼] 3個人");
+        assert_eq!(redact("ISBN 978-0-306-40615-7"), "ISBN 978-0-306-40615-7");
+        assert_eq!(redact("100 200 50 300"), "100 200 50 300");
+    }
+
+    #[test]
+    fn the_window_after_a_number_counts_latin_words_as_one() {
+        let scan = Scan::new("is my bank account", RedactionTypes::ALL);
+        assert_eq!(scan.on_by(0, 1), 2);
+        assert_eq!(scan.on_by(0, 7), 18);
+        assert_eq!(scan.on_by(0, 100), 18);
+        assert_eq!(redact("012-345678901 is my bank account"), "[銀行戶口號碼] is my bank account");
+        assert_eq!(redact("012-345678901 係我嘅戶口"), "[銀行戶口號碼] 係我嘅戶口");
+    }
+
+    #[test]
+    fn pending_accounts() {
+        let pending = |text: &str| Scan::new(text, RedactionTypes::ALL).pending_account();
+        assert_eq!(pending("號碼係 012-345678901"), Some(4));
+        assert_eq!(pending("號碼係 012-345678901，呀"), Some(4));
+        assert_eq!(pending("號碼係 012-345678901 and then"), Some(4));
+        // The window after it is full, or it is something else already.
+        assert_eq!(pending("號碼係 012-345678901，今日天氣好好，我哋去飲茶"), None);
+        assert_eq!(pending("戶口 012-345678901"), None);
+        assert_eq!(pending("電話 9123 4567"), None);
+        // Prices, counts and short numbers.
+        assert_eq!(pending("$123456789"), None);
+        assert_eq!(pending("123456789個"), None);
+        assert_eq!(pending("12345678"), None);
+        // A phone number split out of the run: the whole run may still be an account.
+        assert_eq!(pending("（91233456-7_戶"), Some(1));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use cantocap::asr::CaptionEvent;
 use cantocap::text::{
-    Labels, RedactOptions, RedactionCounts, RedactionKind, RedactionTypes, Redactor, Replacement,
+    CaptionRedactor, Labels, RedactOptions, RedactionCounts, RedactionKind, RedactionTypes,
+    Redactor, Replacement,
 };
 
 fn redact(text: &str) -> String {
@@ -228,6 +230,70 @@ fn several_phone_numbers() {
     check("Tel: 2123 4567. Fax: 2123 4568.", "Tel: [電話號碼]. Fax: [電話號碼].");
 }
 
+/// Regression: Whisper groups a phone number read out as it likes (`912-3456-7`).
+#[test]
+fn phone_numbers_in_any_grouping() {
+    check_items(
+        &[
+            "912-3456-7",
+            "912 3456 7",
+            "91-234-567",
+            "91 234 567",
+            "912 34567",
+            "9 1234567",
+            "9123 45 67",
+            "91 23 4567",
+            "9123456-7",
+            "9 1 2 3 4 5 6 7",
+            "+852 912-3456-7",
+            "852 912-3456-7",
+            "852-912-3456-7",
+            "(852) 91-234-567",
+            "+852 2024 1129",
+            "九一二-三四五六-七",
+            "九一 二三四 五六七",
+            "９１２－３４５６－７",
+            "玖壹貳 叁肆伍陸 柒",
+            "2024 5678",
+            "3012-1999",
+        ],
+        "[電話號碼]",
+    );
+    check("電話 912-3456-7 同 2123-4567", "電話 [電話號碼] 同 [電話號碼]");
+    check("打 912-3456-7 3個人去", "打 [電話號碼] 3個人去");
+}
+
+/// Dates, ranges and lists that are eight digits starting 2–9, in the groupings a
+/// phone number may have.
+#[test]
+fn eight_digit_dates_ranges_and_lists_are_not_phones() {
+    for text in [
+        "2024-11-29",
+        "2024 11 29",
+        "2024-29-11",
+        "29-11-2024",
+        "11-29-2024",
+        "29 11 2024",
+        "2024 1129",
+        "2024-1129",
+        "2024-2025",
+        "2023-2024",
+        "2023 - 2024",
+        "1997-2047",
+        "二〇二四 十一 二九",
+        "二〇二三至二〇二四",
+        "25 33 41 45",
+        "3 5 12 25 33",
+        "91 23 45 67",
+        "912 - 3456 - 7",
+        "978-0-306-40615-7",
+    ] {
+        check(text, text);
+        let sentence = format!("佢話 {text}，係咁。");
+        check(&sentence, &sentence);
+    }
+}
+
 /// Regression: a word of two capitals before spaced digits read as an HKID prefix.
 #[test]
 fn spaced_digits_after_a_word_are_a_phone_number() {
@@ -269,8 +335,7 @@ fn numbers_that_are_not_hong_kong_phones() {
         "2024-03-15",        // a date
         "15-03-2024",        // a date
         "****4567",          // a mask
-        "91 23 45 67",       // not how phone numbers are written
-        "912 34567",         // the same
+        "91 23 45 67",       // a list of two-digit numbers
     ] {
         check(text, text);
     }
@@ -450,6 +515,17 @@ const ORDINARY: &[&str] = &[
     "Tel:",
     "六合彩 3 12 25 33 41 45",
     "六合彩號碼 25 33 41 45 48 49",
+    "2024-11-29",
+    "29-11-2024",
+    "2024 11 29",
+    "2024-2025",
+    "2023-2024 年度",
+    "12:30",
+    "$1,234.50",
+    "1.2.3",
+    "12:30 至 14:30",
+    "2024-11-29 12:30",
+    "3 5 12 25 33 41",
     "[電話號碼]",
     "****4567",
     "mailto:",
@@ -817,7 +893,7 @@ const FILLER: &[&str] = &[
 fn is_digit_like(c: char) -> bool {
     c.is_ascii_digit()
         || ('０'..='９').contains(&c)
-        || "零〇○一二三四五六七八九兩两幺壹貳贰叁參参肆伍陸陆柒捌玖".contains(c)
+        || "零〇○一二三四五六七八九兩两幺弌壹貳贰貮弍叁參参叄弎肆伍陸陆柒捌玖".contains(c)
 }
 
 fn filler(rng: &mut Rng, out: &mut String) {
@@ -1004,6 +1080,161 @@ fn very_long_inputs() {
     assert_eq!(redactor.redact(&marks).counts.phone, 1);
 }
 
+// ----- caption streams ---------------------------------------------------------------
+
+fn final_event(segment: usize, text: &str) -> CaptionEvent {
+    let segment = segment as u64;
+    CaptionEvent::Final {
+        segment,
+        text: text.into(),
+        start_ms: segment * 1000,
+        end_ms: segment * 1000 + 900,
+        emitted_ms: segment * 1000 + 1000,
+        lag_ms: 0,
+    }
+}
+
+fn partial_event(text: &str) -> CaptionEvent {
+    CaptionEvent::Partial {
+        segment: 1,
+        revision: 1,
+        text: text.into(),
+        start_ms: 0,
+        end_ms: 0,
+        emitted_ms: 0,
+        lag_ms: 0,
+    }
+}
+
+/// The texts emitted for `finals` by one caption redactor, its finish included, and
+/// its counts.
+fn stream(finals: &[&str]) -> (Vec<String>, RedactionCounts) {
+    let mut redactor = CaptionRedactor::new(Redactor::default());
+    let mut out: Vec<String> = finals
+        .iter()
+        .enumerate()
+        .map(|(i, text)| redactor.redact(final_event(i + 1, text)).text().to_owned())
+        .collect();
+    out.extend(redactor.finish().map(|e| e.text().to_owned()));
+    (out, redactor.counts())
+}
+
+/// Regression: `912-3456-7` cut between two finals at its hyphens.
+#[test]
+fn a_phone_number_in_any_grouping_split_between_finals() {
+    for pieces in [
+        ["電話係 912-", "3456-7，唔該"],
+        ["電話係 912-3456", "-7，唔該"],
+        ["電話係 912", "-3456-7，唔該"],
+        ["電話係 912-3456-", "7，唔該"],
+        ["電話係 91-234", "-567，唔該"],
+        ["電話係 +852 912-", "3456-7，唔該"],
+        ["電話係 九一二-三四五六", "-七，唔該"],
+    ] {
+        let (out, counts) = stream(&pieces);
+        assert_eq!(out, ["電話係", "[電話號碼]，唔該"], "{pieces:?}");
+        assert_eq!(counts.phone, 1, "{pieces:?}");
+    }
+}
+
+/// Regression: an address cut between two finals was shown in two pieces.
+#[test]
+fn an_email_address_split_between_finals() {
+    for (pieces, want) in [
+        (["我嘅電郵係 chan@", "example.com，多謝"], ["我嘅電郵係", "[電郵地址]，多謝"]),
+        (["我嘅電郵係 chan@example", ".com.hk，多謝"], ["我嘅電郵係", "[電郵地址]，多謝"]),
+        (["我嘅電郵係 chan@example.", "com，多謝"], ["我嘅電郵係", "[電郵地址]，多謝"]),
+        (["send it to chan.taiman", "@example.com thanks"], ["send it to", "[電郵地址] thanks"]),
+        (["send it to peter_wong", "@example.com thanks"], ["send it to", "[電郵地址] thanks"]),
+        (["send it to peter.wong", "99@example.com thanks"], ["send it to", "[電郵地址] thanks"]),
+        (["send it to peter99", "@example.com thanks"], ["send it to", "[電郵地址] thanks"]),
+        (["我嘅電郵係 chan", "@example.com"], ["我嘅電郵係", "[電郵地址]"]),
+        (["我嘅電郵係 chan。", "@example.com"], ["我嘅電郵係", "[電郵地址]"]),
+        (["電郵係ｃｈａｎ＠", "ｅｘａｍｐｌｅ．ｃｏｍ"], ["電郵係", "[電郵地址]"]),
+    ] {
+        let (out, counts) = stream(&pieces);
+        assert_eq!(out, want, "{pieces:?}");
+        assert_eq!(counts.email, 1, "{pieces:?}");
+    }
+    // A plain word is not held (most are no address): the rest is still an address.
+    let (out, counts) = stream(&["please write to chan", "@example.com today"]);
+    assert_eq!(out, ["please write to chan", "[電郵地址] today"]);
+    assert_eq!(counts.email, 1);
+    // A complete address is not held: what may follow is no personal data.
+    let (out, _) = stream(&["我嘅電郵係 chan@example.com", "好"]);
+    assert_eq!(out, ["我嘅電郵係 [電郵地址]", "好"]);
+}
+
+#[test]
+fn ordinary_words_ending_a_final_are_not_held() {
+    for text in ["send 個 file", "Hello", "okay", "see you at 3 p.m.", "etc.", "e.g.", "follow-up"]
+    {
+        let mut redactor = CaptionRedactor::new(Redactor::default());
+        assert_eq!(redactor.redact(final_event(1, text)).text(), text);
+        assert!(!redactor.is_holding(), "{text:?}");
+    }
+}
+
+#[test]
+fn partials_never_show_half_an_address() {
+    let mut redactor = CaptionRedactor::new(Redactor::default());
+    for (partial, want) in [
+        ("我嘅電郵係 chan@exa", "我嘅電郵係 ****@***"),
+        ("我嘅電郵係 chan.taiman", "我嘅電郵係 ****.******"),
+        ("我嘅電郵係 chan", "我嘅電郵係 ****"),
+        ("我嘅電郵係 chan@example.com", "我嘅電郵係 [電郵地址]"),
+        ("send 個 file", "send 個 file"),
+    ] {
+        assert_eq!(redactor.redact(partial_event(partial)).text(), want);
+    }
+    // After a held start, the partial shows the address redacted or masked.
+    redactor.redact(final_event(1, "我嘅電郵係chan@"));
+    assert_eq!(redactor.redact(partial_event("exam")).text(), "****@****");
+    assert_eq!(redactor.redact(partial_event("example.com")).text(), "[電郵地址]");
+}
+
+/// Regression: an account word in the final after the number came too late.
+#[test]
+fn an_account_word_in_the_next_final_still_counts() {
+    for (pieces, want) in [
+        (["我嘅號碼係 012-345678901", "係我嘅戶口"], ["我嘅號碼係", "[銀行戶口號碼]係我嘅戶口"]),
+        (
+            ["我嘅號碼係 012-345678901，", "係我嘅戶口"],
+            ["我嘅號碼係", "[銀行戶口號碼]，係我嘅戶口"],
+        ),
+        (["入數去 012-345678901 呀", "係我嘅戶口"], ["入數去", "[銀行戶口號碼] 呀係我嘅戶口"]),
+        (
+            ["Pay into 012-345678901", "which is my bank account"],
+            ["Pay into", "[銀行戶口號碼] which is my bank account"],
+        ),
+    ] {
+        let (out, counts) = stream(&pieces);
+        assert_eq!(out, want, "{pieces:?}");
+        assert_eq!(counts.account, 1, "{pieces:?}");
+    }
+}
+
+#[test]
+fn ordinary_numbers_before_an_account_word_are_kept() {
+    for pieces in [
+        ["價錢係 $123456789，", "係我嘅戶口"],
+        ["2024年3月15日", "開咗個戶口"],
+        ["一共 123456789個，", "係我嘅戶口"],
+        ["三點半，", "開戶口"],
+    ] {
+        let (out, counts) = stream(&pieces);
+        assert_eq!(out, pieces, "{pieces:?}");
+        assert!(counts.is_empty(), "{pieces:?}");
+    }
+    // A long number with no account word after it comes back as it was.
+    let (out, counts) = stream(&["訂單號碼 123456789，", "聽日到"]);
+    assert_eq!(out, ["訂單號碼", "123456789，聽日到"]);
+    assert!(counts.is_empty());
+    // Far enough from the end of its final, it is not held.
+    let (out, _) = stream(&["訂單號碼 123456789，今日落單聽日就會送到", "好"]);
+    assert_eq!(out, ["訂單號碼 123456789，今日落單聽日就會送到", "好"]);
+}
+
 // ----- the command -----------------------------------------------------------------
 
 fn cantocap_redact(args: &[&str], stdin: &str) -> (bool, String, String) {
@@ -1084,7 +1315,7 @@ fn command_help_has_examples() {
 
 mod properties {
     use cantocap::asr::CaptionEvent;
-    use cantocap::text::{CaptionRedactor, RedactionKind, Redactor};
+    use cantocap::text::{CaptionRedactor, RedactionCounts, RedactionKind, Redactor};
     use proptest::prelude::*;
 
     use super::{hkid_check, is_digit_like, luhn_digit, CHINESE, FINANCIAL};
@@ -1151,6 +1382,11 @@ mod properties {
     fn kept_number() -> impl Strategy<Value = String> {
         prop_oneof![
             (1900u32..2100, 1u32..13, 1u32..32).prop_map(|(y, m, d)| format!("{y}年{m}月{d}日")),
+            (1900u32..2100, 1u32..13, 1u32..32, prop_oneof![Just('-'), Just(' ')])
+                .prop_map(|(y, m, d, s)| format!("{y}{s}{m:02}{s}{d:02}")),
+            (1900u32..2100, 1u32..13, 1u32..32, prop_oneof![Just('-'), Just(' ')])
+                .prop_map(|(y, m, d, s)| format!("{d:02}{s}{m:02}{s}{y}")),
+            (1900u32..2099, 1u32..100).prop_map(|(y, n)| format!("{y}-{}", (y + n).min(2099))),
             (0u64..100_000_000, 0u32..100).prop_map(|(n, c)| format!("HK${n}.{c:02}")),
             (0u64..100_000_000).prop_map(|n| format!("${n}")),
             (0u32..24, 0u32..60).prop_map(|(h, m)| format!("{h}:{m:02}")),
@@ -1167,6 +1403,75 @@ mod properties {
 
     fn final_(segment: u64, text: String) -> CaptionEvent {
         CaptionEvent::Final { segment, text, start_ms: 0, end_ms: 0, emitted_ms: 0, lag_ms: 0 }
+    }
+
+    /// A phone number grouped as Whisper may write it: whole, digit by digit, or
+    /// any grouping with a group of three or more digits, one space or hyphen between
+    /// groups, in one digit form, sometimes after a country code.
+    fn grouped_phone() -> impl Strategy<Value = String> {
+        let digits = (2u8..10, prop::collection::vec(0u8..10, 7));
+        let cuts = prop::collection::vec(any::<bool>(), 7);
+        let seps = prop::collection::vec(prop_oneof![Just(' '), Just('-')], 7);
+        let code = prop_oneof![Just(""), Just("+852 "), Just("852 "), Just("(852) "), Just("852-")];
+        (digits, cuts, seps, 0usize..4, code).prop_map(|((first, rest), cuts, seps, form, code)| {
+            let mut d = vec![first];
+            d.extend(rest);
+            // No year (19xx, 20xx) to make a date or a range of years.
+            if d[..2] == [2, 0] {
+                d[1] = 1;
+            }
+            if matches!(d[4..6], [1, 9] | [2, 0]) {
+                d[4] = 3;
+            }
+            let mut groups = vec![1];
+            for &cut in &cuts {
+                if cut {
+                    groups.push(1);
+                } else {
+                    *groups.last_mut().unwrap() += 1;
+                }
+            }
+            // Groups of one and two digits, not all of one, are a list of numbers.
+            while groups.iter().all(|&g| g <= 2) && groups.contains(&2) {
+                let merged = groups.remove(0);
+                groups[0] += merged;
+            }
+            let mut text = code.to_owned();
+            let mut at = 0;
+            for (i, &size) in groups.iter().enumerate() {
+                if i > 0 {
+                    text.push(seps[i - 1]);
+                }
+                text += &write(&d[at..at + size], form);
+                at += size;
+            }
+            text
+        })
+    }
+
+    /// An email address whose part before the `@` looks like one (`chan.tm`,
+    /// `peter_wong`, `peter99`): the text, that part and the domain's first label.
+    fn address() -> impl Strategy<Value = (String, String, String)> {
+        let local = prop_oneof![
+            ("[a-z]{2,6}", prop_oneof![Just('.'), Just('_')], "[a-z]{1,6}")
+                .prop_map(|(a, sep, b)| format!("{a}{sep}{b}")),
+            ("[a-z]{2,6}", "[0-9]{1,3}").prop_map(|(a, n)| format!("{a}{n}")),
+        ];
+        let tld = prop_oneof![Just("com"), Just("com.hk"), Just("org"), Just("io")];
+        (local, "[a-z]{3,8}", tld)
+            .prop_map(|(local, domain, tld)| (format!("{local}@{domain}.{tld}"), local, domain))
+    }
+
+    /// `text` cut at `at` (a character) into two finals: what is shown, and the counts.
+    fn cut_in_two(text: &str, at: usize) -> (String, RedactionCounts) {
+        let chars: Vec<char> = text.chars().collect();
+        let mut stream = CaptionRedactor::new(Redactor::default());
+        let mut shown = String::new();
+        for (i, part) in [&chars[..at], &chars[at..]].into_iter().enumerate() {
+            shown += stream.redact(final_(i as u64 + 1, part.iter().collect())).text();
+        }
+        shown += stream.finish().as_ref().map_or("", |e| e.text());
+        (shown, stream.counts())
     }
 
     proptest! {
@@ -1197,6 +1502,41 @@ mod properties {
             shown += stream.finish().as_ref().map_or("", |e| e.text());
             prop_assert_eq!(stream.counts().get(kind), 1, "{:?} cut at {} -> {:?}", text, at, shown);
             prop_assert!(!shown.chars().any(is_digit_like), "{:?} cut at {} -> {:?}", text, at, shown);
+        }
+
+        #[test]
+        fn phones_in_any_grouping_split_anywhere_are_caught(
+            before in words(), phone in grouped_phone(), after in words(),
+        ) {
+            let text = format!("{before}，{phone}。{after}");
+            let whole = Redactor::default().redact(&text);
+            prop_assert_eq!(whole.counts.phone, 1, "{:?} -> {:?}", text, whole.text);
+            for at in 0..=text.chars().count() {
+                let (shown, counts) = cut_in_two(&text, at);
+                prop_assert_eq!(counts.phone, 1, "{:?} cut at {} -> {:?}", text, at, shown);
+                prop_assert!(
+                    !shown.chars().any(is_digit_like),
+                    "{:?} cut at {} -> {:?}", text, at, shown
+                );
+            }
+        }
+
+        #[test]
+        fn addresses_split_anywhere_are_caught(
+            before in words(), (address, local, domain) in address(), after in words(),
+        ) {
+            let text = format!("{before}，{address}。{after}");
+            let words = format!("{before} {after}");
+            for at in 0..=text.chars().count() {
+                let (shown, counts) = cut_in_two(&text, at);
+                let context = format!("{:?} cut at {} -> {:?}", text, at, shown);
+                prop_assert_eq!(counts.email, 1, "{}", context);
+                prop_assert!(!shown.contains('@'), "{}", context);
+                // Neither the part before the `@` whole nor the domain is shown (a
+                // plain first part cut off before a `.` may be: `chan` | `.tm@…`).
+                prop_assert!(shown.matches(&local).count() <= words.matches(&local).count(), "{}", context);
+                prop_assert!(shown.matches(&domain).count() <= words.matches(&domain).count(), "{}", context);
+            }
         }
 
         #[test]
