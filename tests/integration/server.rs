@@ -335,6 +335,8 @@ async fn bad_inputs_get_errors_and_close_codes_while_another_session_streams() {
     let mut ws = connect(&format!("ws://{addr}/v1/ingest/other")).await;
     send_start(&mut ws).await;
     expect_refusal(&mut ws, "session_busy", 1008).await;
+    // The refused connection gives its slot back once its close handshake is over.
+    settle(addr, 2).await;
     let held2 = hold(ingest(addr, "third", json!({})).await.0);
     let mut ws = connect(&format!("ws://{addr}/v1/ingest/fourth")).await;
     expect_refusal(&mut ws, "too_many_sessions", 1013).await;
