@@ -348,8 +348,25 @@ impl CaptionRedactor {
     /// ([`address_tail`](Self::address_tail)).
     fn open_tails(&self, text: &str) -> (usize, usize) {
         let number = if self.holds { open_tail(text) } else { text.len() };
-        let address = if self.addresses { self.address_tail(text) } else { text.len() };
+        let address = if self.addresses {
+            self.address_tail(text).min(self.spoken_address_tail(text))
+        } else {
+            text.len()
+        };
         (number, address)
+    }
+
+    /// Where a spoken address that may go on in the next final starts in `text`
+    /// (`text.len()` if none), found after the context so that a cue word emitted
+    /// before counts; the spaces before it are held with it. Begun in the context
+    /// (emitted already), it is held from the start of `text`.
+    fn spoken_address_tail(&self, text: &str) -> usize {
+        let prefix = format!("{} ", self.context);
+        let Some(at) = self.redactor.open_spoken_email(&format!("{prefix}{text}")) else {
+            return text.len();
+        };
+        let from = at.saturating_sub(prefix.len());
+        from - spaces_before(&text[..from])
     }
 
     /// `text` with what could still grow into an item masked: the digits of its open
