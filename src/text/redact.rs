@@ -41,7 +41,7 @@
 //! |------|---------|--------------|
 //! | [`Hkid`](RedactionKind::Hkid) | 1–2 letters, 6 digits, a check character (`0`–`9` or `A`), bracketed or not: `A123456(3)`, `AB123456(9)`, `G123456A`, `A 一二三四五六 (三)` | **only when the check character is right**: a letter and seven digits with a wrong check character are more likely a product or reference code |
 //! | [`Phone`](RedactionKind::Phone) | 8 digits starting 2–9 (2, 3 fixed lines; 4–9 mobile, 4, 7 and 8 included since 2018), optionally after `+852`, `852` or `(852)`, in any grouping: `91234567`, `9123 4567`, `9123-4567`, `九 一 二 三 四五六七`, `912-3456-7`, `91-234-567` | every Hong Kong number has this form, and Whisper groups a number read out as it likes, so any such 8-digit number is taken for a phone number, except dates, ranges of years and lists of small numbers (see [Phone numbers](#phone-numbers)) |
-//! | [`Email`](RedactionKind::Email) | `local@domain.tld`, ASCII or full-width | spoken forms (`chan dot tai man at gmail`) are not recognised |
+//! | [`Email`](RedactionKind::Email) | `local@domain.tld`, ASCII or full-width; spoken as words, `chan at gmail dot com` (see [Spoken addresses](#spoken-addresses)) | an `@` and a dotted domain are an address; spoken, only the forms below |
 //! | [`Card`](RedactionKind::Card) | 13–19 digits that pass the Luhn check, in groups of 3 or more (`4111 1111 1111 1111`, `3782 822463 10005`) or digit by digit | the Luhn check keeps most other long numbers |
 //! | [`Account`](RedactionKind::Account) | 9–15 digits (a 3-digit bank code and 9–12 digits, or the account number alone) within 20 characters after or 10 before `戶口`, `户口`, `賬戶`, `帳戶`, `账户`, `賬號`, `帳號`, `account`, `acct` or `a/c` (before it, a Latin word counts as one character: `012-345678901 is my bank account`) | without such a word, a long number is not known to be an account |
 //!
@@ -56,6 +56,29 @@
 //!
 //! Numbers read out one after another with only spaces between them (`9123 4567
 //! 2345 6789`) are split at their groups into phone and card numbers.
+//!
+//! # Spoken addresses
+//!
+//! Speech recognisers write a spoken address as words: `chantaiman at gmail dot com`,
+//! `peter dot wong at abc dot com dot hk`, `chan underscore tm at yahoo dot com dot
+//! hk`, `我嘅電郵係 chan at gmail dot com`. Such an address is `LOCAL at DOMAIN`, the
+//! words apart by spaces only, where
+//!
+//! - DOMAIN is words joined by ` dot ` (also ` dash `, ` hyphen `, ` underscore `, or
+//!   a written `.`), the longest run whose last part is a known top-level domain
+//!   (`com net org edu gov hk io co uk cn tw mo sg info biz` and a few countries);
+//! - and one of these holds: a **cue word** (`email`, `e-mail`, `mail`, `address`,
+//!   `電郵`, `郵箱`, `電子郵件`, `郵件`, `地址`, `信箱`, Simplified forms too) ends at
+//!   most 20 characters before LOCAL; or the domain is a **mail provider's**
+//!   (`gmail`, `yahoo`, `hotmail`, `outlook`, `icloud`, `netvigator`, `protonmail`,
+//!   `qq`, `163` …); or it ends in a **country** (`dot hk`, `dot com dot hk`).
+//!
+//! LOCAL, after a cue word, is every word between the cue (and `係`, `is`, `:`) and
+//! ` at ` (`email is chan tai man at …`), up to four; without one, or when other text
+//! stands between, it is the one word before ` at ` with the words joined to it by
+//! ` dot ` and the like (`peter dot wong`), and not a word such as `look` or `me`.
+//! So ordinary English survives: `look at this dot com boom`, `meet at the hotel`,
+//! `at home dot`, `dot com era`. A cue word inside a label (`[電郵地址]`) is no cue.
 //!
 //! # Phone numbers
 //!
@@ -1113,7 +1136,8 @@ impl Scan {
 
     /// Where a spoken address that may go on in the text after this one starts (a
     /// character index): the text ends after ` at ` and part of a domain (`chan at`,
-    /// `chan at gmail dot`, `peter at abc dot com dot`) that is no complete domain yet,
+    /// `chan at gmail dot`, `peter at abc dot com dot`, also `abc dot com`, which may
+    /// go on with `dot hk`) that is no complete domain with a country yet,
     /// after a cue word or with a [`PROVIDERS`] domain; or in the words after a cue
     /// word (`電郵係 chan tai`).
     fn open_spoken_email(&self) -> Option<usize> {
@@ -1124,25 +1148,20 @@ impl Scan {
             return None;
         }
         // The last ` at `, with only a domain begun after it.
-        let mut at = words.len();
-        for k in (1..words.len()).rev() {
-            let (from, to) = (k + 1, words.len());
-            let begun = (from..to).all(|j| {
-                let joiner = spoken_joiner(&words[j].text).is_some();
-                if (j - from) % 2 == 0 {
+        let begun = |at: usize| {
+            let joiner = |j: usize| spoken_joiner(&words[j].text).is_some();
+            (at + 1..words.len()).all(|j| {
+                if (j - at) % 2 == 1 {
                     is_part(&words[j])
                 } else {
-                    joiner
+                    joiner(j)
                 }
-            });
-            if !begun || !(k..to - 1).all(|j| self.spaced(&words, j)) {
-                break;
-            }
-            if words[k].text == "at" {
-                at = k;
-                break;
-            }
-        }
+            }) && (at..last).all(|j| self.spaced(&words, j))
+        };
+        let at = match words.iter().rposition(|w| w.text == "at") {
+            Some(at) if at > 0 && begun(at) => at,
+            _ => words.len(),
+        };
         if at == words.len() {
             // No ` at ` yet: only the words after a cue.
             let end = if spoken_joiner(&words[last].text).is_some() { last } else { words.len() };
@@ -1157,7 +1176,10 @@ impl Scan {
             .filter(|w| is_part(w))
             .flat_map(|w| w.text.split('.').map(str::to_owned).collect::<Vec<_>>())
             .collect();
-        let complete = is_part(&words[last]) && is_domain(&domain);
+        // A complete domain may still go on with a country (`abc dot com` | `dot hk`).
+        let last_label = domain.last().map_or("", String::as_str);
+        let country = domain.len() >= 3 || COUNTRY_TLDS.contains(&last_label);
+        let complete = is_part(&words[last]) && is_domain(&domain) && country;
         if complete || !self.spaced(&words, at - 1) {
             return None;
         }

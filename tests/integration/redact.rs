@@ -1245,6 +1245,65 @@ fn an_email_address_split_between_finals() {
     assert_eq!(out, ["我嘅電郵係 [電郵地址]", "好"]);
 }
 
+/// Regression: a spoken address cut between two finals was shown in pieces.
+#[test]
+fn a_spoken_email_address_split_between_finals() {
+    let whole = "我嘅電郵係 chan tai man at abc dot com dot hk 呀";
+    let words: Vec<&str> = whole.split(' ').collect();
+    // Cut after every word from `chan` on.
+    for cut in 1..words.len() - 1 {
+        let pieces = [words[..=cut].join(" "), words[cut + 1..].join(" ")];
+        let (out, counts) = stream(&[&pieces[0], &pieces[1]]);
+        assert_eq!(out.concat().replace(' ', ""), "我嘅電郵係[電郵地址]呀", "{pieces:?}");
+        assert_eq!(counts.email, 1, "{pieces:?}");
+    }
+    for (pieces, want) in [
+        (["my email is chan at", "gmail dot com，多謝"], ["my email is", "[電郵地址]，多謝"]),
+        (["my email is chan at gmail", "dot com，多謝"], ["my email is", "[電郵地址]，多謝"]),
+        (["my email is chan at gmail dot", "com，多謝"], ["my email is", "[電郵地址]，多謝"]),
+        (["電郵 peter dot wong at abc dot com dot", "hk 呀"], ["電郵", "[電郵地址] 呀"]),
+        (["電郵 peter dot", "wong at abc dot com dot hk 呀"], ["電郵", "[電郵地址] 呀"]),
+        (["我嘅電郵係", "chan at gmail dot com，多謝"], ["我嘅電郵係", "[電郵地址]，多謝"]),
+        (["send it to chan at gmail", "dot com thanks"], ["send it to", "[電郵地址] thanks"]),
+    ] {
+        let (out, counts) = stream(&pieces);
+        assert_eq!(out, want, "{pieces:?}");
+        assert_eq!(counts.email, 1, "{pieces:?}");
+    }
+    // Complete with a country, it is not held.
+    let mut redactor = CaptionRedactor::new(Redactor::default());
+    let out = redactor.redact(final_event(1, "我嘅電郵係 chan at gmail dot com dot hk"));
+    assert_eq!(out.text(), "我嘅電郵係 [電郵地址]");
+    assert!(!redactor.is_holding());
+}
+
+#[test]
+fn ordinary_endings_with_at_are_not_held() {
+    for text in ["meet at", "we arrived at", "look at this dot", "point at it", "dot com era"] {
+        let mut redactor = CaptionRedactor::new(Redactor::default());
+        assert_eq!(redactor.redact(final_event(1, text)).text(), text);
+        assert!(!redactor.is_holding(), "{text:?}");
+    }
+}
+
+#[test]
+fn partials_never_show_a_spoken_address_after_at() {
+    let mut redactor = CaptionRedactor::new(Redactor::default());
+    for (partial, want) in [
+        ("我嘅電郵係 chan at", "我嘅電郵係 **** **"),
+        ("我嘅電郵係 chan tai man at gm", "我嘅電郵係 **** *** *** ** **"),
+        ("我嘅電郵係 chan at gmail dot", "我嘅電郵係 **** ** ***** ***"),
+        ("我嘅電郵係 chan at gmail dot com", "我嘅電郵係 [電郵地址]"),
+        ("meet at", "meet at"),
+    ] {
+        assert_eq!(redactor.redact(partial_event(partial)).text(), want);
+    }
+    // After a held start.
+    redactor.redact(final_event(1, "my email is chan at"));
+    assert_eq!(redactor.redact(partial_event("gmail dot")).text().trim(), "**** ** ***** ***");
+    assert_eq!(redactor.redact(partial_event("gmail dot com")).text().trim(), "[電郵地址]");
+}
+
 #[test]
 fn ordinary_words_ending_a_final_are_not_held() {
     for text in ["send 個 file", "Hello", "okay", "see you at 3 p.m.", "etc.", "e.g.", "follow-up"]
