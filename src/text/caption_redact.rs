@@ -38,6 +38,12 @@
 //!   the like: `我嘅電郵係 chan`). Ordinary words are not held, so an address cut
 //!   right after a plain first word (`chan` | `@example.com`) shows that word; the
 //!   rest is still redacted as an address.
+//! - **A spoken address that may go on**, after a cue word or with a mail provider's
+//!   domain: from its first word, when the final ends in ` at ` and part of a domain
+//!   (`chan at`, `chan tai man at gmail`, `at gmail dot`, `at abc dot com dot`, or
+//!   `at abc dot com`, which `dot hk` may follow), or in the words after a cue word
+//!   (`電郵係 chan tai`). A final ending in ` at ` without either (`meet at`) is not
+//!   held.
 //! - **A long number that may be an account**: 9 to 15 digits that are no item yet,
 //!   with fewer than 10 characters after them (a Latin word counting as one), are
 //!   held with the rest of the final, so that an account word at the start of the
@@ -87,8 +93,7 @@
 //! ASCII letters or digits both readings are tried and the one leaving fewer digits
 //! (then fewer letters outside labels: `peter.wong` | `99@example.com`) wins, but an
 //! account word cut inside (`ac` | `ct`), which speech recognition does not do, is
-//! not always found again. Spoken addresses (`chan at example dot com`) are not
-//! recognised at all, so a final ending in `chan at` is not held.
+//! not always found again.
 
 use super::redact::{ascii_form, classify, is_email_address, Class};
 use super::{Redacted, RedactionCounts, RedactionKind, RedactionTypes, Redactor};
@@ -348,8 +353,25 @@ impl CaptionRedactor {
     /// ([`address_tail`](Self::address_tail)).
     fn open_tails(&self, text: &str) -> (usize, usize) {
         let number = if self.holds { open_tail(text) } else { text.len() };
-        let address = if self.addresses { self.address_tail(text) } else { text.len() };
+        let address = if self.addresses {
+            self.address_tail(text).min(self.spoken_address_tail(text))
+        } else {
+            text.len()
+        };
         (number, address)
+    }
+
+    /// Where a spoken address that may go on in the next final starts in `text`
+    /// (`text.len()` if none), found after the context so that a cue word emitted
+    /// before counts; the spaces before it are held with it. Begun in the context
+    /// (emitted already), it is held from the start of `text`.
+    fn spoken_address_tail(&self, text: &str) -> usize {
+        let prefix = format!("{} ", self.context);
+        let Some(at) = self.redactor.open_spoken_email(&format!("{prefix}{text}")) else {
+            return text.len();
+        };
+        let from = at.saturating_sub(prefix.len());
+        from - spaces_before(&text[..from])
     }
 
     /// `text` with what could still grow into an item masked: the digits of its open
@@ -445,7 +467,15 @@ impl CaptionRedactor {
         let window: String =
             chars[chars.len().saturating_sub(EMAIL_WORD_BEFORE)..].iter().collect();
         let window = window.to_lowercase();
-        EMAIL_WORDS.iter().any(|w| window.contains(w))
+        // A Latin word whole: `mail`, not the `gmail` of a spoken address.
+        let letter = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphabetic());
+        EMAIL_WORDS.iter().any(|w| {
+            window.match_indices(w).any(|(i, _)| {
+                !w.is_ascii()
+                    || !letter(window[..i].chars().next_back())
+                        && !letter(window[i + w.len()..].chars().next())
+            })
+        })
     }
 
     /// The held text and the next text as one: joined as Whisper would have written

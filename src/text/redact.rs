@@ -41,7 +41,7 @@
 //! |------|---------|--------------|
 //! | [`Hkid`](RedactionKind::Hkid) | 1–2 letters, 6 digits, a check character (`0`–`9` or `A`), bracketed or not: `A123456(3)`, `AB123456(9)`, `G123456A`, `A 一二三四五六 (三)` | **only when the check character is right**: a letter and seven digits with a wrong check character are more likely a product or reference code |
 //! | [`Phone`](RedactionKind::Phone) | 8 digits starting 2–9 (2, 3 fixed lines; 4–9 mobile, 4, 7 and 8 included since 2018), optionally after `+852`, `852` or `(852)`, in any grouping: `91234567`, `9123 4567`, `9123-4567`, `九 一 二 三 四五六七`, `912-3456-7`, `91-234-567` | every Hong Kong number has this form, and Whisper groups a number read out as it likes, so any such 8-digit number is taken for a phone number, except dates, ranges of years and lists of small numbers (see [Phone numbers](#phone-numbers)) |
-//! | [`Email`](RedactionKind::Email) | `local@domain.tld`, ASCII or full-width | spoken forms (`chan dot tai man at gmail`) are not recognised |
+//! | [`Email`](RedactionKind::Email) | `local@domain.tld`, ASCII or full-width; spoken as words, `chan at gmail dot com` (see [Spoken addresses](#spoken-addresses)) | an `@` and a dotted domain are an address; spoken, only the forms below |
 //! | [`Card`](RedactionKind::Card) | 13–19 digits that pass the Luhn check, in groups of 3 or more (`4111 1111 1111 1111`, `3782 822463 10005`) or digit by digit | the Luhn check keeps most other long numbers |
 //! | [`Account`](RedactionKind::Account) | 9–15 digits (a 3-digit bank code and 9–12 digits, or the account number alone) within 20 characters after or 10 before `戶口`, `户口`, `賬戶`, `帳戶`, `账户`, `賬號`, `帳號`, `account`, `acct` or `a/c` (before it, a Latin word counts as one character: `012-345678901 is my bank account`) | without such a word, a long number is not known to be an account |
 //!
@@ -56,6 +56,29 @@
 //!
 //! Numbers read out one after another with only spaces between them (`9123 4567
 //! 2345 6789`) are split at their groups into phone and card numbers.
+//!
+//! # Spoken addresses
+//!
+//! Speech recognisers write a spoken address as words: `chantaiman at gmail dot com`,
+//! `peter dot wong at abc dot com dot hk`, `chan underscore tm at yahoo dot com dot
+//! hk`, `我嘅電郵係 chan at gmail dot com`. Such an address is `LOCAL at DOMAIN`, the
+//! words apart by spaces only, where
+//!
+//! - DOMAIN is words joined by ` dot ` (also ` dash `, ` hyphen `, ` underscore `, or
+//!   a written `.`), the longest run whose last part is a known top-level domain
+//!   (`com net org edu gov hk io co uk cn tw mo sg info biz` and a few countries);
+//! - and one of these holds: a **cue word** (`email`, `e-mail`, `mail`, `address`,
+//!   `電郵`, `郵箱`, `電子郵件`, `郵件`, `地址`, `信箱`, Simplified forms too) ends at
+//!   most 20 characters before LOCAL; or the domain is a **mail provider's**
+//!   (`gmail`, `yahoo`, `hotmail`, `outlook`, `icloud`, `netvigator`, `protonmail`,
+//!   `qq`, `163` …); or it ends in a **country** (`dot hk`, `dot com dot hk`).
+//!
+//! LOCAL, after a cue word, is every word between the cue (and `係`, `is`, `:`) and
+//! ` at ` (`email is chan tai man at …`), up to four; without one, or when other text
+//! stands between, it is the one word before ` at ` with the words joined to it by
+//! ` dot ` and the like (`peter dot wong`), and not a word such as `look` or `me`.
+//! So ordinary English survives: `look at this dot com boom`, `meet at the hotel`,
+//! `at home dot`, `dot com era`. A cue word inside a label (`[電郵地址]`) is no cue.
 //!
 //! # Phone numbers
 //!
@@ -536,6 +559,17 @@ impl Redactor {
         Redacted { text: text.into_owned(), counts }
     }
 
+    /// Where a spoken address at the end of `text` that may go on in the text after
+    /// it starts (a byte offset; see [`Scan::open_spoken_email`]); `None` when there
+    /// is none or emails are not redacted.
+    pub(super) fn open_spoken_email(&self, text: &str) -> Option<usize> {
+        if !self.options.types.email {
+            return None;
+        }
+        let scan = Scan::new(text, self.options.types);
+        Some(scan.offsets[scan.open_spoken_email()?])
+    }
+
     /// Where the last number in `text` starts (a byte offset) that is no item yet, but
     /// that an account word in the text after `text` could still make a bank account
     /// number (see [`Scan::pending_account`]); `None` when accounts are not redacted.
@@ -610,7 +644,7 @@ pub(super) fn ascii_form(c: char) -> Option<char> {
 /// Whether `text` is one email address and nothing else, full stops after it aside.
 pub(super) fn is_email_address(text: &str) -> bool {
     let scan = Scan::new(text, RedactionTypes::NONE);
-    match scan.emails().as_slice() {
+    match scan.written_emails().as_slice() {
         [one] => {
             one.chars.start == 0
                 && scan.chars[one.chars.end..].iter().all(|&c| ascii_form(c) == Some('.'))
@@ -652,6 +686,104 @@ pub(super) fn classify(c: char) -> Class {
 const UNITS: &str = "年月日號号蚊元圓圆毫個个人位歲岁%％度點点時时分秒十百千萬万億亿";
 /// Before a digit run, these make it a price or an ordinal.
 const BEFORE: &str = "$＄¥￥€£第";
+/// Words that make a spoken address near after them one (`電郵係 chan at …`).
+pub(super) const EMAIL_CUES: &[&str] = &[
+    "email",
+    "e-mail",
+    "mail",
+    "address",
+    "電郵",
+    "电邮",
+    "郵箱",
+    "邮箱",
+    "電子郵件",
+    "电子邮件",
+    "郵件",
+    "邮件",
+    "地址",
+    "信箱",
+];
+/// Characters between a cue word and the part before ` at ` (`電郵係 chan`,
+/// `email: chan`).
+const CUE_FILLER: &str = ":：係系是為为=,，";
+/// Words between a cue word and the part before ` at ` (`email is chan`).
+const FILLER_WORDS: &[&str] = &["is", "was", "are"];
+/// Characters before the part before ` at ` that are searched for a cue word.
+const CUE_BEFORE: usize = 20;
+/// Words (joiners aside) of the part before ` at ` taken after a cue word.
+const MAX_LOCAL_WORDS: usize = 4;
+/// Top-level domains of spoken addresses.
+const TLDS: &[&str] = &[
+    "com", "net", "org", "edu", "gov", "hk", "io", "co", "uk", "cn", "tw", "mo", "sg", "info",
+    "biz", "me", "us", "jp", "au", "ca", "de", "fr", "my", "nz", "kr", "in",
+];
+/// Country domains that make a spoken address without a cue word one (`at abc dot com
+/// dot hk`): not `io`, `co` or `me`, used as words and brands.
+const COUNTRY_TLDS: &[&str] =
+    &["hk", "uk", "cn", "tw", "mo", "sg", "jp", "au", "ca", "de", "fr", "my", "nz", "kr"];
+/// Mail providers that make a spoken address without a cue word one.
+const PROVIDERS: &[&str] = &[
+    "gmail",
+    "googlemail",
+    "yahoo",
+    "hotmail",
+    "outlook",
+    "live",
+    "icloud",
+    "netvigator",
+    "protonmail",
+    "proton",
+    "qq",
+    "163",
+    "126",
+];
+/// Words before ` at ` that are no address without a cue word (`look at gmail dot com`).
+const NOT_LOCAL: &[&str] = &[
+    "look", "looking", "looked", "arrive", "arrived", "be", "is", "are", "was", "were", "am", "me",
+    "us", "him", "her", "them", "it", "you", "we", "they", "i", "meet", "see", "stay", "stayed",
+    "live", "lives", "lived", "work", "works", "worked", "working", "point", "pointing", "good",
+    "bad", "best", "better", "great", "not", "and", "or", "but", "the", "a", "an", "here", "there",
+    "just", "only", "even", "all", "up", "down", "out", "back", "home", "email", "mail", "address",
+];
+/// Words that join parts of a spoken address, and the character each stands for.
+fn spoken_joiner(word: &str) -> Option<char> {
+    match word {
+        "dot" => Some('.'),
+        "underscore" => Some('_'),
+        "dash" | "hyphen" => Some('-'),
+        _ => None,
+    }
+}
+
+/// A word of a spoken address: not ` at ` and no joiner.
+fn is_part(word: &Word) -> bool {
+    word.text != "at" && spoken_joiner(&word.text).is_none()
+}
+
+/// Whether `labels` are a domain: two or more, none empty, the last a [`TLDS`] one.
+fn is_domain(labels: &[String]) -> bool {
+    labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && labels.last().is_some_and(|l| TLDS.contains(&l.as_str()))
+}
+
+/// Whether a domain makes a spoken address one without a cue word: a mail provider's,
+/// a country's, or three labels or more (`abc dot com dot hk`).
+fn well_known(labels: &[String]) -> bool {
+    let last = labels.last().map_or("", String::as_str);
+    PROVIDERS.contains(&labels[0].as_str())
+        || COUNTRY_TLDS.contains(&last)
+        || labels.len() >= 3 && last.len() == 2
+}
+
+/// An ASCII word, for spoken addresses: its characters and its text in lower case.
+#[derive(Debug)]
+struct Word {
+    start: usize,
+    end: usize,
+    text: String,
+}
+
 /// Words that make a long number near them a bank account number.
 const ACCOUNT_WORDS: &[&str] = &[
     "戶口", "户口", "賬戶", "帳戶", "账户", "帐户", "賬號", "帳號", "账号", "帐号", "account",
@@ -754,7 +886,21 @@ impl Scan {
 
     // ----- email -------------------------------------------------------------------
 
+    /// Written and spoken email addresses, in order; a spoken one never overlaps a
+    /// written one.
     fn emails(&self) -> Vec<Found> {
+        let mut found = self.written_emails();
+        let spoken = self.spoken_emails();
+        let free = |s: &Found| {
+            found.iter().all(|w| w.chars.end <= s.chars.start || s.chars.end <= w.chars.start)
+        };
+        let spoken: Vec<Found> = spoken.into_iter().filter(free).collect();
+        found.extend(spoken);
+        found.sort_by_key(|f| f.chars.start);
+        found
+    }
+
+    fn written_emails(&self) -> Vec<Found> {
         let ascii = |i: usize| self.chars.get(i).copied().and_then(ascii_form);
         let local = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
         let domain = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
@@ -796,6 +942,251 @@ impl Scan {
             }
         }
         out
+    }
+
+    // ----- spoken email ------------------------------------------------------------
+
+    /// The ASCII words of the text (full-width forms too): letters, digits and
+    /// `._%+-`, without punctuation at either end (`com.` is `com`).
+    fn words(&self) -> Vec<Word> {
+        let ascii = |i: usize| self.chars.get(i).copied().and_then(ascii_form);
+        let wordy = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
+        let alnum = |i: usize| ascii(i).is_some_and(|c| c.is_ascii_alphanumeric());
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.chars.len() {
+            if !ascii(i).is_some_and(wordy) {
+                i += 1;
+                continue;
+            }
+            let (mut start, mut end) = (i, i);
+            while ascii(end).is_some_and(wordy) {
+                end += 1;
+            }
+            i = end;
+            while start < end && !alnum(start) {
+                start += 1;
+            }
+            while end > start && !alnum(end - 1) {
+                end -= 1;
+            }
+            if start < end {
+                let text = (start..end).filter_map(ascii).collect::<String>().to_ascii_lowercase();
+                out.push(Word { start, end, text });
+            }
+        }
+        out
+    }
+
+    /// Whether only white space stands between `words[i]` and `words[i + 1]`.
+    fn spaced(&self, words: &[Word], i: usize) -> bool {
+        match (words.get(i), words.get(i + 1)) {
+            (Some(a), Some(b)) => {
+                b.start > a.end && self.chars[a.end..b.start].iter().all(|c| c.is_whitespace())
+            }
+            _ => false,
+        }
+    }
+
+    /// The end (a character index) of the last [`EMAIL_CUES`] word that ends at most
+    /// [`CUE_BEFORE`] characters before `at`. A cue inside a label (`[電郵地址]`,
+    /// `[EMAIL]`) is none: redacted text must not bring more to light.
+    fn cue_before(&self, at: usize) -> Option<usize> {
+        let lower: Vec<char> =
+            self.chars.iter().map(|&c| ascii_form(c).unwrap_or(c).to_ascii_lowercase()).collect();
+        let letter =
+            |i: Option<usize>| i.and_then(|i| lower.get(i)).is_some_and(char::is_ascii_alphabetic);
+        let mut best = None;
+        for cue in EMAIL_CUES {
+            let cue: Vec<char> = cue.chars().collect();
+            let latin = cue[0].is_ascii();
+            for start in at.saturating_sub(CUE_BEFORE + cue.len())..at {
+                let end = start + cue.len();
+                if end > at || end + CUE_BEFORE < at || lower[start..end] != cue[..] {
+                    continue;
+                }
+                let (before, after) = (start.checked_sub(1), Some(end));
+                if latin && (letter(before) || letter(after)) {
+                    continue;
+                }
+                if before.is_some_and(|b| lower[b] == '[') || lower.get(end) == Some(&']') {
+                    continue;
+                }
+                best = best.max(Some(end));
+            }
+        }
+        best
+    }
+
+    /// The domain of a spoken address from `words[from]` on: the index of its last
+    /// word and its labels, the longest run of words joined by ` dot `,
+    /// ` underscore `, ` dash ` or ` hyphen ` whose last label is a [`TLDS`] one.
+    fn spoken_domain(&self, words: &[Word], from: usize) -> Option<(usize, Vec<String>)> {
+        let domain_word = |w: &Word| {
+            is_part(w) && w.text.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        };
+        let first = words.get(from).filter(|w| domain_word(w))?;
+        let mut labels: Vec<String> = first.text.split('.').map(str::to_owned).collect();
+        let mut best = None;
+        let mut j = from;
+        loop {
+            if is_domain(&labels) {
+                best = Some((j, labels.clone()));
+            }
+            let (Some(joiner), Some(next)) = (words.get(j + 1), words.get(j + 2)) else {
+                break;
+            };
+            let Some(joiner) = spoken_joiner(&joiner.text) else {
+                break;
+            };
+            if !self.spaced(words, j) || !self.spaced(words, j + 1) || !domain_word(next) {
+                break;
+            }
+            let mut parts = next.text.split('.');
+            if joiner == '.' {
+                labels.extend(parts.map(str::to_owned));
+            } else if let Some(last) = labels.last_mut() {
+                last.push(joiner);
+                last.push_str(parts.next().unwrap_or(""));
+                labels.extend(parts.map(str::to_owned));
+            }
+            j += 2;
+        }
+        best
+    }
+
+    /// The first word of the part before the ` at ` at `words[at]` (or before the end
+    /// of the text, for `at == words.len()`), not before `words[min]`, and whether a cue
+    /// word is near before it. Without a cue: the word before ` at `, with the words
+    /// joined to it by ` dot ` and the like (`peter dot wong`). With one: every word
+    /// between the cue (and `係`, `is`, `:`) and ` at ` (`chan tai man`), up to
+    /// [`MAX_LOCAL_WORDS`].
+    fn spoken_local(&self, words: &[Word], at: usize, min: usize) -> Option<(usize, bool)> {
+        let mut i = at.checked_sub(1).filter(|&i| i >= min && is_part(&words[i]))?;
+        while i >= min + 2
+            && self.spaced(words, i - 1)
+            && self.spaced(words, i - 2)
+            && spoken_joiner(&words[i - 1].text).is_some()
+            && is_part(&words[i - 2])
+        {
+            i -= 2;
+        }
+        let Some(cue_end) = self.cue_before(words[i].start) else {
+            return Some((i, false));
+        };
+        // After the cue: `係`, `:`, `is` and white space, then the words.
+        let mut pos = cue_end;
+        let mut k = words.partition_point(|w| w.start < cue_end);
+        loop {
+            while self.chars.get(pos).is_some_and(|&c| c.is_whitespace() || CUE_FILLER.contains(c))
+            {
+                pos += 1;
+            }
+            match words.get(k) {
+                Some(w) if w.start == pos && FILLER_WORDS.contains(&w.text.as_str()) => {
+                    pos = w.end;
+                    k += 1;
+                }
+                _ => break,
+            }
+        }
+        let run = k < i
+            && k >= min
+            && words[k].start == pos
+            && is_part(&words[k])
+            && (k..at - 1).all(|j| self.spaced(words, j))
+            && words[k..at].iter().filter(|w| is_part(w)).count() <= MAX_LOCAL_WORDS
+            && words[k..at].iter().all(|w| w.text != "at");
+        Some((if run { k } else { i }, true))
+    }
+
+    /// Addresses spoken as words: `LOCAL at DOMAIN (dot PART)+`, the last part a
+    /// [`TLDS`] one, after a cue word, or with a [`PROVIDERS`] domain or a country
+    /// domain (`dot com dot hk`, `dot hk`); see the [module](self).
+    fn spoken_emails(&self) -> Vec<Found> {
+        let words = self.words();
+        let mut out = Vec::new();
+        let mut min = 0;
+        for at in 1..words.len() {
+            if words[at].text != "at" || at <= min || !self.spaced(&words, at - 1) {
+                continue;
+            }
+            if !self.spaced(&words, at) {
+                continue;
+            }
+            let Some((last, labels)) = self.spoken_domain(&words, at + 1) else {
+                continue;
+            };
+            let Some((first, cued)) = self.spoken_local(&words, at, min) else {
+                continue;
+            };
+            let ordinary = first + 1 == at && NOT_LOCAL.contains(&words[first].text.as_str());
+            if !cued && (ordinary || !well_known(&labels)) {
+                continue;
+            }
+            out.push(Found {
+                kind: RedactionKind::Email,
+                chars: words[first].start..words[last].end,
+                symbols: String::new(),
+            });
+            min = last + 1;
+        }
+        out
+    }
+
+    /// Where a spoken address that may go on in the text after this one starts (a
+    /// character index): the text ends after ` at ` and part of a domain (`chan at`,
+    /// `chan at gmail dot`, `peter at abc dot com dot`, also `abc dot com`, which may
+    /// go on with `dot hk`) that is no complete domain with a country yet,
+    /// after a cue word or with a [`PROVIDERS`] domain; or in the words after a cue
+    /// word (`電郵係 chan tai`).
+    fn open_spoken_email(&self) -> Option<usize> {
+        let words = self.words();
+        let last = words.len().checked_sub(1)?;
+        let trailing = &self.chars[words[last].end..];
+        if !trailing.iter().all(|&c| c.is_whitespace() || ".。．".contains(c)) {
+            return None;
+        }
+        // The last ` at `, with only a domain begun after it.
+        let begun = |at: usize| {
+            let joiner = |j: usize| spoken_joiner(&words[j].text).is_some();
+            (at + 1..words.len()).all(|j| {
+                if (j - at) % 2 == 1 {
+                    is_part(&words[j])
+                } else {
+                    joiner(j)
+                }
+            }) && (at..last).all(|j| self.spaced(&words, j))
+        };
+        let at = match words.iter().rposition(|w| w.text == "at") {
+            Some(at) if at > 0 && begun(at) => at,
+            _ => words.len(),
+        };
+        if at == words.len() {
+            // No ` at ` yet: only the words after a cue.
+            let end = if spoken_joiner(&words[last].text).is_some() { last } else { words.len() };
+            let (first, cued) = self.spoken_local(&words, end, 0)?;
+            // Not the domain of a written address (`chan@example`).
+            let start = words[first].start;
+            let written = start > 0 && ascii_form(self.chars[start - 1]) == Some('@');
+            return (cued && !written).then_some(start);
+        }
+        let domain: Vec<String> = words[at + 1..]
+            .iter()
+            .filter(|w| is_part(w))
+            .flat_map(|w| w.text.split('.').map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        // A complete domain may still go on with a country (`abc dot com` | `dot hk`).
+        let last_label = domain.last().map_or("", String::as_str);
+        let country = domain.len() >= 3 || COUNTRY_TLDS.contains(&last_label);
+        let complete = is_part(&words[last]) && is_domain(&domain) && country;
+        if complete || !self.spaced(&words, at - 1) {
+            return None;
+        }
+        let (first, cued) = self.spoken_local(&words, at, 0)?;
+        let provider = domain.first().is_some_and(|d| PROVIDERS.contains(&d.as_str()));
+        let ordinary = first + 1 == at && NOT_LOCAL.contains(&words[first].text.as_str());
+        (cued || provider && !ordinary).then(|| words[first].start)
     }
 
     // ----- HKID --------------------------------------------------------------------

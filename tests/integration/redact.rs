@@ -372,6 +372,86 @@ fn not_email_addresses() {
     }
 }
 
+/// Regression: addresses spoken as words (`chan at gmail dot com`) were shown.
+#[test]
+fn spoken_email_addresses() {
+    // A well-known provider or a country domain: no cue word needed.
+    for item in [
+        "chantaiman at gmail dot com",
+        "peter dot wong at abc dot com dot hk",
+        "chan underscore tm at yahoo dot com dot hk",
+        "chan dash tm at hotmail dot com",
+        "chan at netvigator dot com",
+        "mary at abc dot hk",
+        "Chan At Gmail Dot Com",
+        "ｃｈａｎ ａｔ ｇｍａｉｌ ｄｏｔ ｃｏｍ",
+    ] {
+        check(item, "[電郵地址]");
+        check(&format!("喂 {item} 呀"), "喂 [電郵地址] 呀");
+        check(&format!("send to {item}."), "send to [電郵地址].");
+    }
+    // After a cue word: any domain, and the words between the cue and ` at `.
+    check("my email is chan tai man at example dot com", "my email is [電郵地址]");
+    check("email: chan at example dot org, thanks", "email: [電郵地址], thanks");
+    check("my e-mail address is peter dot wong at abc dot net", "my e-mail address is [電郵地址]");
+    check("我嘅電郵係 chan at gmail dot com", "我嘅電郵係 [電郵地址]");
+    check("我嘅電郵係 chan tai man at example dot com 呀", "我嘅電郵係 [電郵地址] 呀");
+    check("電郵 peter dot wong at abc dot com dot hk 呀", "電郵 [電郵地址] 呀");
+    check("郵箱係chan at abc dot io", "郵箱係[電郵地址]");
+    check("電子郵件地址: tm at company dot co", "電子郵件地址: [電郵地址]");
+    // Without a cue, only the word before ` at ` is taken.
+    check("ask chan tai man at gmail dot com", "ask chan tai [電郵地址]");
+    // Part written, part spoken.
+    check("chan.tm at gmail dot com", "[電郵地址]");
+    check("chan at gmail.com", "[電郵地址]");
+    // Two in one text, counted once each, and beside a written one.
+    let out = Redactor::default()
+        .redact("電郵 chan at abc dot com 或者 peter at gmail dot com 或者 a@b.io");
+    assert_eq!(out.text, "電郵 [電郵地址] 或者 [電郵地址] 或者 [電郵地址]");
+    assert_eq!(out.counts, RedactionCounts { email: 3, ..Default::default() });
+    // English labels, masks, and emails turned off.
+    let english = Redactor::new(RedactOptions { labels: Labels::english(), ..Default::default() });
+    let out = english.redact("my email is chan tai man at example dot com");
+    assert_eq!(out.text, "my email is [EMAIL]");
+    assert_eq!(english.redact(&out.text).text, out.text);
+    let masking = Redactor::new(RedactOptions {
+        replacement: Replacement::MaskKeepLast(4),
+        ..Default::default()
+    });
+    assert_eq!(masking.redact("電郵 chan at gmail dot com").text, "電郵 [電郵地址]");
+    let phones =
+        Redactor::new(RedactOptions { types: "phone".parse().unwrap(), ..Default::default() });
+    assert_eq!(phones.redact("電郵 chan at gmail dot com").text, "電郵 chan at gmail dot com");
+}
+
+#[test]
+fn ordinary_english_with_at_and_dot_survives() {
+    for text in [
+        "look at this dot com boom",
+        "meet at the hotel",
+        "we arrived at noon",
+        "at home dot",
+        "point at it",
+        "dot com era",
+        "look at gmail dot com",
+        "I was at abc dot com for years",
+        "see you at 3 p.m.",
+        "at",
+        "chan at",
+        "the dot com bubble at its peak",
+        "we laughed at him dot dot dot",
+        "他在 abc dot com 工作",
+        "meet at example dot com tomorrow",
+    ] {
+        check(text, text);
+    }
+    // A cue word too far before is no cue.
+    check(
+        "email me later, I will be looking at this dot com page",
+        "email me later, I will be looking at this dot com page",
+    );
+}
+
 // ----- card ------------------------------------------------------------------------
 
 #[test]
@@ -1163,6 +1243,65 @@ fn an_email_address_split_between_finals() {
     // A complete address is not held: what may follow is no personal data.
     let (out, _) = stream(&["我嘅電郵係 chan@example.com", "好"]);
     assert_eq!(out, ["我嘅電郵係 [電郵地址]", "好"]);
+}
+
+/// Regression: a spoken address cut between two finals was shown in pieces.
+#[test]
+fn a_spoken_email_address_split_between_finals() {
+    let whole = "我嘅電郵係 chan tai man at abc dot com dot hk 呀";
+    let words: Vec<&str> = whole.split(' ').collect();
+    // Cut after every word from `chan` on.
+    for cut in 1..words.len() - 1 {
+        let pieces = [words[..=cut].join(" "), words[cut + 1..].join(" ")];
+        let (out, counts) = stream(&[&pieces[0], &pieces[1]]);
+        assert_eq!(out.concat().replace(' ', ""), "我嘅電郵係[電郵地址]呀", "{pieces:?}");
+        assert_eq!(counts.email, 1, "{pieces:?}");
+    }
+    for (pieces, want) in [
+        (["my email is chan at", "gmail dot com，多謝"], ["my email is", "[電郵地址]，多謝"]),
+        (["my email is chan at gmail", "dot com，多謝"], ["my email is", "[電郵地址]，多謝"]),
+        (["my email is chan at gmail dot", "com，多謝"], ["my email is", "[電郵地址]，多謝"]),
+        (["電郵 peter dot wong at abc dot com dot", "hk 呀"], ["電郵", "[電郵地址] 呀"]),
+        (["電郵 peter dot", "wong at abc dot com dot hk 呀"], ["電郵", "[電郵地址] 呀"]),
+        (["我嘅電郵係", "chan at gmail dot com，多謝"], ["我嘅電郵係", "[電郵地址]，多謝"]),
+        (["send it to chan at gmail", "dot com thanks"], ["send it to", "[電郵地址] thanks"]),
+    ] {
+        let (out, counts) = stream(&pieces);
+        assert_eq!(out, want, "{pieces:?}");
+        assert_eq!(counts.email, 1, "{pieces:?}");
+    }
+    // Complete with a country, it is not held.
+    let mut redactor = CaptionRedactor::new(Redactor::default());
+    let out = redactor.redact(final_event(1, "我嘅電郵係 chan at gmail dot com dot hk"));
+    assert_eq!(out.text(), "我嘅電郵係 [電郵地址]");
+    assert!(!redactor.is_holding());
+}
+
+#[test]
+fn ordinary_endings_with_at_are_not_held() {
+    for text in ["meet at", "we arrived at", "look at this dot", "point at it", "dot com era"] {
+        let mut redactor = CaptionRedactor::new(Redactor::default());
+        assert_eq!(redactor.redact(final_event(1, text)).text(), text);
+        assert!(!redactor.is_holding(), "{text:?}");
+    }
+}
+
+#[test]
+fn partials_never_show_a_spoken_address_after_at() {
+    let mut redactor = CaptionRedactor::new(Redactor::default());
+    for (partial, want) in [
+        ("我嘅電郵係 chan at", "我嘅電郵係 **** **"),
+        ("我嘅電郵係 chan tai man at gm", "我嘅電郵係 **** *** *** ** **"),
+        ("我嘅電郵係 chan at gmail dot", "我嘅電郵係 **** ** ***** ***"),
+        ("我嘅電郵係 chan at gmail dot com", "我嘅電郵係 [電郵地址]"),
+        ("meet at", "meet at"),
+    ] {
+        assert_eq!(redactor.redact(partial_event(partial)).text(), want);
+    }
+    // After a held start.
+    redactor.redact(final_event(1, "my email is chan at"));
+    assert_eq!(redactor.redact(partial_event("gmail dot")).text().trim(), "**** ** ***** ***");
+    assert_eq!(redactor.redact(partial_event("gmail dot com")).text().trim(), "[電郵地址]");
 }
 
 #[test]
