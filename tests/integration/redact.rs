@@ -909,9 +909,15 @@ impl Rng {
                 let mut word = |n: usize| -> String {
                     (0..n).map(|_| letters.as_bytes()[self.below(letters.len())] as char).collect()
                 };
-                let local = format!("{}.{}", word(5), word(3));
-                let domain = format!("{}.com.hk", word(6));
-                let text = format!("{local}@{domain}").replace(|c: char| c.is_ascii_digit(), "x");
+                let (local, name, domain) = (word(5), word(3), word(6));
+                let spoken = self.below(2) == 0;
+                let text = if spoken {
+                    // As a recogniser writes a spoken address.
+                    format!("{local} dot {name} at {domain} dot com dot hk")
+                } else {
+                    format!("{local}.{name}@{domain}.com.hk")
+                };
+                let text = text.replace(|c: char| c.is_ascii_digit(), "x");
                 (RedactionKind::Email, text, String::new())
             }
         }
