@@ -117,7 +117,8 @@ impl Shared {
             shared.sessions.get(&id, shared.config.data_dir.as_deref(), create)
         })
         .await
-        .map_err(|e| Error::Write(std::io::Error::other(e)))?
+        // A panic in the lookup is a bug: let it surface as one.
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 }
 
