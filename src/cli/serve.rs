@@ -98,24 +98,57 @@ pub struct ServeArgs {
     /// mono). Without it, audio is never written to disk. Needs --data-dir.
     #[arg(long)]
     pub record_audio: bool,
-    /// Do not log connections to stderr.
+    /// Do not log connections to stderr (warnings and errors are still logged).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Log lines as plain text or as JSON objects (one per line, with the
+    /// connection's span: peer address). Filter with RUST_LOG, e.g.
+    /// RUST_LOG=cantocap=debug [default: text].
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Personal data is redacted from every caption (viewers, transcripts, journal)
     /// by default; these flags override the config file's [redact] table.
     #[command(flatten)]
     pub redact: crate::cli::redact::RedactFlags,
 }
 
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to stderr through a lossy background writer: a full pipe drops lines
+/// instead of stalling the server, and a closed stderr (`serve … 2>&1 | head`) is
+/// ignored rather than panicking. Keep the guard alive until the server stops.
+fn init_logging(format: LogFormat, quiet: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::stderr());
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).with_target(false).try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
+    guard
+}
+
 /// Run the server until SIGTERM or Ctrl-C, then shut down gracefully.
 pub fn run(args: ServeArgs) -> Result<()> {
+    let _logs = init_logging(args.log_format, args.quiet);
     let mut config = ServerConfig {
         listen: args.listen,
         model: crate::resolve_model(args.model)?,
         step_ms: args.step_ms,
         data_dir: args.data_dir,
         allow_anonymous: args.allow_anonymous,
-        log: !args.quiet,
+        log: true,
         ..Default::default()
     };
     let mut transcribe = TranscribeOptions {
@@ -189,16 +222,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start tokio")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        eprintln!("cantocap serve: listening on {scheme}://{}", server.local_addr());
-        eprintln!("cantocap serve: {}", cantocap::server::redaction::describe(&config_redact));
-        server.ready().await?;
-        eprintln!("cantocap serve: model loaded; ready");
+        tracing::info!("listening on {scheme}://{}", server.local_addr());
+        tracing::info!("{}", cantocap::server::redaction::describe(&config_redact));
         let handle = server.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;
-            eprintln!("cantocap serve: shutting down (finalizing sessions)");
+            tracing::info!("shutting down (finalizing sessions)");
             handle.shutdown();
         });
+        server.ready().await?;
+        tracing::info!("model loaded; ready");
         server.wait().await;
         Ok(())
     })

@@ -483,7 +483,7 @@ pub(crate) fn config_summary(config: &super::ServerConfig, addr: SocketAddr) -> 
     )
 }
 
-impl super::Shared {
+impl super::Hub {
     /// Record an entry if the server keeps an audit log; a failure is logged, never
     /// passed on (the audit log must not take sessions down).
     pub(crate) fn audit(&self, entry: Entry) {

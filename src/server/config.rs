@@ -22,8 +22,13 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Concurrent ingest sessions; more are refused (1013), not queued. Default 8.
+    /// Concurrent ingest sessions; more are refused (1013), not queued. A
+    /// connection counts once its `start` is accepted. Default 8.
     pub max_sessions: usize,
+    /// Ingest connections that have not sent `start` yet, counted apart from
+    /// `max_sessions` (so idle sockets cannot lock sessions out); more are refused
+    /// (1013). Default 32.
+    pub max_unstarted_ingests: usize,
     /// Largest WebSocket message, in bytes (1009 above it). Default 131 072
     /// (0.68 s of 48 kHz stereo s16le).
     pub max_frame_bytes: usize,
@@ -45,6 +50,11 @@ pub struct Limits {
     pub start_secs: u64,
     /// Viewers per session (1013 above it). Default 1000.
     pub max_viewers_per_session: usize,
+    /// Seconds a viewer of a session that has not started yet waits for it (it
+    /// gets `{"type":"waiting"}` first); then it is closed with 4404. 0 refuses such
+    /// viewers at once. Waiting viewers are limited to `max_viewers_per_session` in
+    /// all. Default 3600.
+    pub viewer_wait_secs: u64,
     /// Finals a newly connected viewer receives first (the latest ones). Default 200.
     pub viewer_backlog: usize,
     /// Caption events buffered per session for viewers; a viewer further behind
@@ -73,6 +83,7 @@ impl Default for Limits {
         let threads = TranscribeOptions::default().threads.max(1);
         Self {
             max_sessions: 8,
+            max_unstarted_ingests: 32,
             max_frame_bytes: 131_072,
             max_messages_per_sec: 200,
             max_realtime_factor: 2.0,
@@ -81,6 +92,7 @@ impl Default for Limits {
             idle_secs: 30,
             start_secs: 10,
             max_viewers_per_session: 1000,
+            viewer_wait_secs: 3600,
             viewer_backlog: 200,
             broadcast_capacity: 256,
             viewer_write_secs: 10,
@@ -241,10 +253,18 @@ impl ConfigFile {
         })
     }
 
-    /// Parse and check config text.
+    /// Parse and check config text. Errors name the line and column, never the
+    /// line's text: it may hold a token.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let file: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        let file: Self = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
         for (i, t) in file.tokens.iter().enumerate() {
+            if file.tokens[..i].iter().any(|u| u.token == t.token) {
+                return Err(format!(
+                    "token {} ({}) has the same value as an earlier token: each token must be unique",
+                    i + 1,
+                    t.name
+                ));
+            }
             if t.token.len() < 8 {
                 return Err(format!("token {} ({}) is shorter than 8 characters", i + 1, t.name));
             }
@@ -316,6 +336,20 @@ impl ServerConfig {
             });
         }
         self.webhooks.iter().try_for_each(WebhookConfig::check)
+    }
+}
+
+/// A TOML error without the source excerpt toml's `Display` adds (which would
+/// print a token on a malformed token line): the message and where it is.
+fn parse_error(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", error.message())
+        }
+        None => error.message().to_string(),
     }
 }
 
@@ -418,5 +452,22 @@ expires = "2026-12-31T23:59:59Z"
         c.allow_anonymous = false;
         c.listen = "[::1]:0".parse().unwrap();
         assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn a_malformed_token_line_is_reported_without_its_value() {
+        let text = "[[tokens]]\nname = \"ops\"\ntoken=\"TOPSECRET-123456\nroles = [\"admin\"]\n";
+        let e = ConfigFile::parse(text).unwrap_err();
+        assert!(!e.contains("TOPSECRET"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn two_tokens_with_the_same_value_are_refused() {
+        let text = "[[tokens]]\nname = \"a\"\ntoken = \"same-secret-1\"\nroles = [\"view\"]\n\
+                    [[tokens]]\nname = \"b\"\ntoken = \"same-secret-1\"\nroles = [\"admin\"]\n";
+        let e = ConfigFile::parse(text).unwrap_err();
+        assert!(e.contains("token 2 (b)") && e.contains("unique"), "{e}");
+        assert!(!e.contains("same-secret"), "{e}");
     }
 }

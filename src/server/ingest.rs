@@ -19,19 +19,18 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use super::audit::{Client, Event};
 use super::protocol::{self, close, ClientMessage, ErrorCode, ErrorMessage, Start};
 use super::recording::Recorder;
 use super::session::{Continuation, Session};
 use super::viewers::{refuse, truncate};
-use super::{signalled, Shared};
+use super::{signalled, Hub};
 use crate::asr::{CaptionEvent, StreamOptions, StreamingTranscriber};
 use crate::text::{CaptionRedactor, Redactor, Script};
 use crate::Error;
 
-type Ws = WebSocketStream<super::tls::Conn>;
+use super::http::ws::Ws;
 
 /// What the writer task sends to the ingest client.
 enum Out {
@@ -86,7 +85,7 @@ fn is_limit(code: ErrorCode) -> bool {
 }
 
 /// Holds one of the `max_sessions` ingest slots.
-struct Slot(Arc<Shared>);
+struct Slot(Arc<Hub>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -95,35 +94,39 @@ impl Drop for Slot {
     }
 }
 
+/// Holds one of the `max_unstarted_ingests` places until `start` arrives.
+struct Unstarted<'a>(&'a Hub);
+
+impl Drop for Unstarted<'_> {
+    fn drop(&mut self) {
+        self.0.unstarted_ingests.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Serve one ingest connection for session `id`.
-pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Client) {
-    let limits = shared.config.limits.clone();
-    if *shared.shutdown.borrow() {
-        return refuse(&mut ws, &shared, ErrorCode::ShuttingDown, "the server is shutting down")
+pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
+    let limits = hub.config.limits.clone();
+    if *hub.shutdown.borrow() {
+        return refuse(&mut ws, &hub, ErrorCode::ShuttingDown, "the server is shutting down")
             .await;
     }
-    let Some(model) = shared.model.get().cloned() else {
+    let Some(model) = hub.model.get().cloned() else {
         return refuse(
             &mut ws,
-            &shared,
+            &hub,
             ErrorCode::NotReady,
             "the model is still loading; try again shortly",
         )
         .await;
     };
-    if shared.active_ingests.fetch_add(1, Relaxed) >= limits.max_sessions {
-        shared.active_ingests.fetch_sub(1, Relaxed);
-        let msg = format!(
-            "the server already has {} ingest sessions; try again later",
-            limits.max_sessions
-        );
+    if hub.unstarted_ingests.fetch_add(1, Relaxed) >= limits.max_unstarted_ingests {
+        hub.unstarted_ingests.fetch_sub(1, Relaxed);
+        let msg = "too many ingest connections are waiting to start; try again later";
         let code = ErrorCode::TooManySessions;
-        shared.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
-        return refuse(&mut ws, &shared, code, &msg).await;
+        hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
+        return refuse(&mut ws, &hub, code, msg).await;
     }
-    shared.metrics.sessions.fetch_add(1, Relaxed);
-    let slot = Slot(Arc::clone(&shared));
-
+    let unstarted = Unstarted(&hub);
     // The start message.
     let start = match tokio::time::timeout(Duration::from_secs(limits.start_secs.max(1)), ws.next())
         .await
@@ -145,26 +148,40 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
         }
         Ok(Some(Err(_)) | None) => return,
     };
+    drop(unstarted);
     let start = match start {
         Ok(s) => s,
-        Err((code, msg)) => return refuse(&mut ws, &shared, code, &msg).await,
+        Err((code, msg)) => return refuse(&mut ws, &hub, code, &msg).await,
     };
+    // A session counts against `max_sessions` once its start is accepted.
+    if hub.active_ingests.fetch_add(1, Relaxed) >= limits.max_sessions {
+        hub.active_ingests.fetch_sub(1, Relaxed);
+        let msg = format!(
+            "the server already has {} ingest sessions; try again later",
+            limits.max_sessions
+        );
+        let code = ErrorCode::TooManySessions;
+        hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
+        return refuse(&mut ws, &hub, code, &msg).await;
+    }
+    hub.metrics.sessions.fetch_add(1, Relaxed);
+    let slot = Slot(Arc::clone(&hub));
 
-    let data_dir = shared.config.data_dir.as_deref();
-    let session = match shared.session(&id, true).await.and_then(|s| {
+    let data_dir = hub.config.data_dir.as_deref();
+    let session = match hub.session(&id, true).await.and_then(|s| {
         let s = s.expect("created");
         Ok(s.begin_ingest(data_dir)?.map(|c| (s, c)))
     }) {
         Ok(Some(claimed)) => claimed,
         Ok(None) => {
             let msg = format!("session {id} already has an ingest connection");
-            return refuse(&mut ws, &shared, ErrorCode::SessionBusy, &msg).await;
+            return refuse(&mut ws, &hub, ErrorCode::SessionBusy, &msg).await;
         }
         Err(e) => {
-            shared.log(format_args!("session {id}: {e}"));
+            hub.log(format_args!("session {id}: {e}"));
             return refuse(
                 &mut ws,
-                &shared,
+                &hub,
                 ErrorCode::Internal,
                 "the session journal cannot be opened",
             )
@@ -172,8 +189,8 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
         }
     };
     let (session, continuation) = session;
-    shared.metrics.sessions_total.fetch_add(1, Relaxed);
-    shared.audit(client.entry(Event::SessionOpened).session(&id));
+    hub.metrics.sessions_total.fetch_add(1, Relaxed);
+    hub.audit(client.entry(Event::SessionOpened).session(&id));
 
     let (sink, mut stream) = ws.split();
     let (out, out_rx) = mpsc::unbounded_channel();
@@ -181,7 +198,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
         sink,
         out_rx,
         start.script.unwrap_or(Script::Raw),
-        Arc::clone(&shared),
+        Arc::clone(&hub),
     ));
     let (input, input_rx) = std_mpsc::channel();
     // For the audit record at the close: redaction counts, never the items.
@@ -189,14 +206,14 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
     let (done_tx, done_rx) = oneshot::channel();
     {
         let job = Job {
-            shared: Arc::clone(&shared),
+            hub: Arc::clone(&hub),
             session,
             start: start.clone(),
             continuation,
             input: input_rx,
             out: out.clone(),
             model,
-            redactor: CaptionRedactor::new(Redactor::new(shared.config.redact.clone())),
+            redactor: CaptionRedactor::new(Redactor::new(hub.config.redact.clone())),
         };
         let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
             let summary = job.run();
@@ -210,7 +227,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
         }
     }
 
-    let end = read_loop(&mut stream, &shared, &start, &input, &out).await;
+    let end = read_loop(&mut stream, &hub, &start, &input, &out).await;
     let _ = input.send(Input::Finish);
     drop(input);
     // The engine thread sends its last events before signalling.
@@ -242,7 +259,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
         .flatten();
     if let End::Failed(Some(code)) = end {
         if is_limit(code) {
-            shared.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
+            hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
         }
     }
     let mut closed = client.entry(Event::SessionClosed).session(&id).detail(end.detail());
@@ -250,7 +267,7 @@ pub(crate) async fn run(mut ws: Ws, shared: Arc<Shared>, id: String, client: Cli
     closed.captions = Some(finals);
     closed.redactions = Some(redactions);
     closed.close_code = close_code;
-    shared.audit(closed);
+    hub.audit(closed);
 }
 
 /// Why a first message is not a usable `start`: an unsupported sample format is
@@ -269,13 +286,13 @@ fn bad_start(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
 /// Read frames until `stop`, an error, a dropped connection or shutdown.
 async fn read_loop(
     stream: &mut futures_util::stream::SplitStream<Ws>,
-    shared: &Shared,
+    hub: &Hub,
     start: &Start,
     input: &std_mpsc::Sender<Input>,
     out: &mpsc::UnboundedSender<Out>,
 ) -> End {
-    let limits = &shared.config.limits;
-    let mut shutdown = shared.shutdown.clone();
+    let limits = &hub.config.limits;
+    let mut shutdown = hub.shutdown.clone();
     let frame_bytes = start.format.bytes() * usize::from(start.channels);
     let started = Instant::now();
     let mut frames: u64 = 0;
@@ -346,7 +363,7 @@ async fn read_loop(
                 let before_ms = frames * 1000 / u64::from(start.sample_rate);
                 frames += (bytes.len() / frame_bytes) as u64;
                 let end_ms = frames * 1000 / u64::from(start.sample_rate);
-                shared.metrics.audio_ms.fetch_add(end_ms - before_ms, Relaxed);
+                hub.metrics.audio_ms.fetch_add(end_ms - before_ms, Relaxed);
                 let allowed = started.elapsed().as_millis() as f64 * limits.max_realtime_factor
                     + limits.burst_ms as f64;
                 if end_ms as f64 > allowed {
@@ -389,14 +406,14 @@ async fn write_loop(
     mut sink: SplitSink<Ws, Message>,
     mut rx: mpsc::UnboundedReceiver<Out>,
     script: Script,
-    shared: Arc<Shared>,
+    hub: Arc<Hub>,
 ) -> Option<u16> {
     while let Some(out) = rx.recv().await {
         let sent = match out {
             Out::Text(text) => sink.send(Message::text(text)).await,
-            Out::Event(p) => sink.send(Message::Text(p.json(script, &shared.converters))).await,
+            Out::Event(p) => sink.send(Message::Text(p.json(script, &hub.converters))).await,
             Out::Fail(code, message) => {
-                shared.metrics.error(code);
+                hub.metrics.error(code);
                 let _ = sink.send(Message::text(ErrorMessage::new(code, &message).to_json())).await;
                 let frame = CloseFrame {
                     code: CloseCode::from(code.close_code()),
@@ -433,7 +450,7 @@ struct Shown {
 
 /// Everything the engine thread owns.
 struct Job {
-    shared: Arc<Shared>,
+    hub: Arc<Hub>,
     session: Arc<Session>,
     start: Start,
     continuation: Continuation,
@@ -447,12 +464,12 @@ struct Job {
 impl Job {
     /// Returns the ms of audio received and the finals published.
     fn run(mut self) -> (u64, u64) {
-        let mut transcribe = self.shared.config.transcribe.clone();
+        let mut transcribe = self.hub.config.transcribe.clone();
         if let Some(language) = &self.start.language {
             transcribe.language = Some(language.clone());
         }
         let opts =
-            StreamOptions { transcribe, step_ms: self.shared.config.step_ms, ..Default::default() };
+            StreamOptions { transcribe, step_ms: self.hub.config.step_ms, ..Default::default() };
         let mut engine = match StreamingTranscriber::new(
             Arc::clone(&self.model),
             self.start.sample_rate,
@@ -472,7 +489,7 @@ impl Job {
                 return (0, 0);
             }
         };
-        let limits = &self.shared.config.limits;
+        let limits = &self.hub.config.limits;
         let ready = serde_json::json!({
             "type": "ready",
             "session": self.session.id,
@@ -491,7 +508,7 @@ impl Job {
             },
         });
         let _ = self.out.send(Out::Text(ready.to_string()));
-        self.shared.log(format_args!(
+        self.hub.log(format_args!(
             "session {}: ingest started ({} Hz, {} ch)",
             self.session.id, self.start.sample_rate, self.start.channels
         ));
@@ -519,19 +536,19 @@ impl Job {
                 continue;
             }
             if let Some(Err(e)) = recorder.as_mut().map(|r| r.push(&audio)) {
-                self.shared
+                self.hub
                     .log(format_args!("session {}: recording stopped: {e}", self.session.id));
                 recorder = None;
             }
             let events = {
-                let _permit = self.shared.pool.acquire();
+                let _permit = self.hub.pool.acquire();
                 engine.push(&audio)
             };
             failed = !self.emit(events, &mut arrivals, &mut shown, false);
         }
         if !failed {
             let events = {
-                let _permit = self.shared.pool.acquire();
+                let _permit = self.hub.pool.acquire();
                 engine.finish()
             };
             let events = events.map(|mut events| {
@@ -562,16 +579,16 @@ impl Job {
             self.emit(Ok(Vec::new()), &mut arrivals, &mut shown, true);
         }
         if let Some(Err(e)) = recorder.map(Recorder::finish) {
-            self.shared.log(format_args!("session {}: recording: {e}", self.session.id));
+            self.hub.log(format_args!("session {}: recording: {e}", self.session.id));
         }
         let end_ms = self.continuation.time_offset_ms + engine.stats().pushed_ms;
         self.session.end_ingest(end_ms);
-        self.shared.webhooks.on_session_closed(
+        self.hub.webhooks.on_session_closed(
             &self.session.id,
             self.session.finals().len(),
             end_ms,
         );
-        self.shared.log(format_args!(
+        self.hub.log(format_args!(
             "session {}: ingest ended after {:.1} s of audio; redacted {}",
             self.session.id,
             engine.stats().pushed_ms as f64 / 1000.0,
@@ -582,11 +599,11 @@ impl Job {
 
     /// The recorder of this connection's audio, with `record_audio` only.
     fn recorder(&self) -> Option<Recorder> {
-        let config = &self.shared.config;
+        let config = &self.hub.config;
         let dir = config.data_dir.as_deref().filter(|_| config.record_audio)?;
         Recorder::create(dir, &self.session.id, self.start.sample_rate, self.start.channels)
             .inspect_err(|e| {
-                self.shared.log(format_args!("session {}: cannot record: {e}", self.session.id))
+                self.hub.log(format_args!("session {}: cannot record: {e}", self.session.id))
             })
             .ok()
     }
@@ -603,7 +620,7 @@ impl Job {
         let events = match events {
             Ok(e) => e,
             Err(e) => {
-                self.shared.log(format_args!("session {}: decoding failed: {e}", self.session.id));
+                self.hub.log(format_args!("session {}: decoding failed: {e}", self.session.id));
                 let _ =
                     self.out.send(Out::Fail(ErrorCode::Internal, format!("decoding failed: {e}")));
                 return false;
@@ -624,7 +641,7 @@ impl Job {
             events.extend(self.redactor.finish());
         }
         let redacted = self.redactor.counts() - before;
-        let metrics = &self.shared.metrics;
+        let metrics = &self.hub.metrics;
         if !redacted.is_empty() {
             self.session.add_redactions(redacted);
             metrics.redacted(redacted);
@@ -656,9 +673,9 @@ impl Job {
                 }
             }
             let (published, journaled) = self.session.publish(event);
-            self.shared.webhooks.on_final(&self.session.id, &published.event);
+            self.hub.webhooks.on_final(&self.session.id, &published.event);
             if let Err(e) = journaled {
-                self.shared.log(format_args!("session {}: journal: {e}", self.session.id));
+                self.hub.log(format_args!("session {}: journal: {e}", self.session.id));
                 let _ = self
                     .out
                     .send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{signalled, Shared};
+use super::{signalled, Hub};
 
 /// How often to look: a quarter of the linger, between 100 ms and 30 s, so a
 /// session goes at most a quarter late.
@@ -19,16 +19,16 @@ fn interval(linger: Duration) -> Duration {
 }
 
 /// Sweep until the server shuts down.
-pub(crate) async fn sweep(shared: Arc<Shared>) {
-    let linger = Duration::from_secs(shared.config.limits.session_linger_secs);
-    let mut shutdown = shared.shutdown.clone();
+pub(crate) async fn sweep(hub: Arc<Hub>) {
+    let linger = Duration::from_secs(hub.config.limits.session_linger_secs);
+    let mut shutdown = hub.shutdown.clone();
     loop {
         tokio::select! {
             _ = signalled(&mut shutdown) => return,
             _ = tokio::time::sleep(interval(linger)) => {}
         }
-        for id in shared.sessions.evict_idle(linger, Instant::now()) {
-            shared.log(format_args!(
+        for id in hub.sessions.evict_idle(linger, Instant::now()) {
+            hub.log(format_args!(
                 "session {id}: dropped from memory after {} s unused",
                 linger.as_secs()
             ));

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::audit::{AuditLog, Entry, Event};
 use super::protocol::valid_session_id;
-use super::{signalled, Shared};
+use super::{signalled, Hub};
 use crate::{Error, Result};
 
 /// How long session files are kept: a number and a unit, `s`, `m`, `h`, `d` or `w`
@@ -182,12 +182,12 @@ pub(crate) fn interval(retention: Duration) -> Duration {
 }
 
 /// The server's retention task: purge now and on every interval until shutdown.
-pub(crate) async fn run(shared: Arc<Shared>, retention: Duration) {
-    let mut shutdown = shared.shutdown.clone();
+pub(crate) async fn run(hub: Arc<Hub>, retention: Duration) {
+    let mut shutdown = hub.shutdown.clone();
     loop {
         let pass = {
-            let shared = Arc::clone(&shared);
-            tokio::task::spawn_blocking(move || pass(&shared, retention))
+            let hub = Arc::clone(&hub);
+            tokio::task::spawn_blocking(move || pass(&hub, retention))
         };
         let _ = pass.await;
         tokio::select! {
@@ -197,28 +197,28 @@ pub(crate) async fn run(shared: Arc<Shared>, retention: Duration) {
     }
 }
 
-fn pass(shared: &Shared, retention: Duration) {
-    let Some(dir) = &shared.config.data_dir else { return };
-    let busy = |id: &str| shared.sessions.is_ingesting(id);
-    let except: Vec<PathBuf> = shared.audit.iter().map(|log| log.path().to_path_buf()).collect();
+fn pass(hub: &Hub, retention: Duration) {
+    let Some(dir) = &hub.config.data_dir else { return };
+    let busy = |id: &str| hub.sessions.is_ingesting(id);
+    let except: Vec<PathBuf> = hub.audit.iter().map(|log| log.path().to_path_buf()).collect();
     match purge(dir, retention, SystemTime::now(), false, &busy, &except) {
         Ok(report) => {
-            shared.sessions.forget(&report.sessions);
+            hub.sessions.forget(&report.sessions);
             if report.files.is_empty() {
                 return;
             }
-            shared.log(format_args!(
+            hub.log(format_args!(
                 "retention: removed {} session(s), {} file(s)",
                 report.sessions.len(),
                 report.files.len()
             ));
-            if let Some(log) = &shared.audit {
+            if let Some(log) = &hub.audit {
                 if let Err(e) = audit_purge(log, &report, Retention(retention), "retention") {
                     eprintln!("cantocap serve: audit log: {e}");
                 }
             }
         }
-        Err(e) => shared.log(format_args!("retention: {e}")),
+        Err(e) => hub.log(format_args!("retention: {e}")),
     }
 }
 

@@ -221,11 +221,19 @@ impl Session {
 pub(crate) struct Registry {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     capacity: usize,
+    /// Woken whenever a session comes into memory (viewers may wait for one).
+    created: tokio::sync::Notify,
 }
 
 impl Registry {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { sessions: Mutex::new(HashMap::new()), capacity }
+        Self { sessions: Mutex::new(HashMap::new()), capacity, created: Default::default() }
+    }
+
+    /// Resolves when a session next comes into memory; create it before looking,
+    /// so none is missed in between.
+    pub(crate) fn created(&self) -> tokio::sync::futures::Notified<'_> {
+        self.created.notified()
     }
 
     /// The session, loaded from its journal if there is one; with `create`, a new
@@ -252,11 +260,14 @@ impl Registry {
             .entry(id.to_string())
             .or_insert_with(|| Arc::new(Session::new(id, finals, self.capacity)));
         *session.unused_since() = None;
-        Ok(Some(Arc::clone(session)))
+        let session = Arc::clone(session);
+        drop(sessions);
+        self.created.notify_waiters();
+        Ok(Some(session))
     }
 
     /// The session if it is in memory (marked as used).
-    fn held(&self, id: &str) -> Option<Arc<Session>> {
+    pub(crate) fn held(&self, id: &str) -> Option<Arc<Session>> {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let session = sessions.get(id)?;
         *session.unused_since() = None;

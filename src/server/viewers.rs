@@ -19,19 +19,18 @@ use tokio::sync::broadcast::Receiver;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use super::audit::{Client, Event};
 use super::protocol::{close, ErrorCode, ErrorMessage};
 use super::session::{Published, Session};
-use super::{signalled, Shared};
+use super::{signalled, Hub};
 use crate::text::Script;
 
-type Ws = WebSocketStream<super::tls::Conn>;
+use super::http::ws::Ws;
 
 /// Send an error and a close frame, best effort.
-pub(crate) async fn refuse(ws: &mut Ws, shared: &Shared, code: ErrorCode, message: &str) {
-    shared.metrics.error(code);
+pub(crate) async fn refuse(ws: &mut Ws, hub: &Hub, code: ErrorCode, message: &str) {
+    hub.metrics.error(code);
     let _ = ws.send(Message::text(ErrorMessage::new(code, message).to_json())).await;
     let frame = CloseFrame {
         code: CloseCode::from(code.close_code()),
@@ -49,7 +48,7 @@ pub(crate) fn truncate(message: &str) -> String {
     message[..end].to_string()
 }
 
-struct ViewerGuard<'a>(&'a Shared, &'a Session, &'a Client);
+struct ViewerGuard<'a>(&'a Hub, &'a Session, &'a Client);
 
 impl Drop for ViewerGuard<'_> {
     fn drop(&mut self) {
@@ -59,15 +58,86 @@ impl Drop for ViewerGuard<'_> {
     }
 }
 
+/// Serve a viewer of session `id`: at once if the session exists, else after
+/// `{"type":"waiting"}` once its ingest starts (a viewer may arrive before the
+/// meeting), within [`Limits::viewer_wait_secs`](crate::server::Limits::viewer_wait_secs).
+pub(crate) async fn serve(mut ws: Ws, hub: Arc<Hub>, id: String, script: Script, client: Client) {
+    let session = match hub.session(&id, false).await {
+        Ok(Some(session)) => session,
+        Ok(None) => match wait_for(&mut ws, &hub, &id).await {
+            Some(session) => session,
+            None => return,
+        },
+        Err(e) => {
+            hub.log(format_args!("session {id}: {e}"));
+            let msg = "the session journal cannot be read";
+            return refuse(&mut ws, &hub, ErrorCode::Internal, msg).await;
+        }
+    };
+    run(ws, hub, session, script, client).await
+}
+
+/// Holds one of the waiting viewers' places.
+struct Waiting<'a>(&'a Hub);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting_viewers.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Tell the viewer to wait, then wait for the session to appear; `None` after
+/// closing the socket (time limit, shutdown, the viewer left, too many waiting).
+async fn wait_for(ws: &mut Ws, hub: &Hub, id: &str) -> Option<Arc<Session>> {
+    let limits = &hub.config.limits;
+    if limits.viewer_wait_secs == 0 {
+        refuse(ws, hub, ErrorCode::UnknownSession, &format!("no session {id}")).await;
+        return None;
+    }
+    if hub.waiting_viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
+        hub.waiting_viewers.fetch_sub(1, Relaxed);
+        let msg = format!("{} viewers are already waiting for sessions", limits.max_viewers_per_session);
+        refuse(ws, hub, ErrorCode::TooManyViewers, &msg).await;
+        return None;
+    }
+    let _place = Waiting(hub);
+    let waiting = serde_json::json!({"type": "waiting", "session": id});
+    ws.send(Message::text(waiting.to_string())).await.ok()?;
+    let mut shutdown = hub.shutdown.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(limits.viewer_wait_secs);
+    loop {
+        let created = hub.sessions.created();
+        if let Some(session) = hub.sessions.held(id) {
+            return Some(session);
+        }
+        tokio::select! {
+            _ = created => {}
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(_)) => {}
+            },
+            _ = signalled(&mut shutdown) => {
+                refuse(ws, hub, ErrorCode::ShuttingDown, "the server is shutting down").await;
+                return None;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let msg = format!("no session {id} started within {} s", limits.viewer_wait_secs);
+                refuse(ws, hub, ErrorCode::UnknownSession, &msg).await;
+                return None;
+            }
+        }
+    }
+}
+
 /// Serve one viewer until it leaves or the server shuts down.
-pub(crate) async fn run(
+async fn run(
     mut ws: Ws,
-    shared: Arc<Shared>,
+    hub: Arc<Hub>,
     session: Arc<Session>,
     script: Script,
     client: Client,
 ) {
-    let limits = &shared.config.limits;
+    let limits = &hub.config.limits;
     if session.viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         session.viewers.fetch_sub(1, Relaxed);
         let msg = format!(
@@ -75,18 +145,18 @@ pub(crate) async fn run(
             session.id, limits.max_viewers_per_session
         );
         let code = ErrorCode::TooManyViewers;
-        shared.audit(client.entry(Event::LimitHit).session(&session.id).detail(code.name()));
-        refuse(&mut ws, &shared, code, &msg).await;
+        hub.audit(client.entry(Event::LimitHit).session(&session.id).detail(code.name()));
+        refuse(&mut ws, &hub, code, &msg).await;
         return;
     }
-    shared.metrics.viewers.fetch_add(1, Relaxed);
-    shared.audit(client.entry(Event::ViewerJoined).session(&session.id).detail(script.name()));
-    let _guard = ViewerGuard(&shared, &session, &client);
+    hub.metrics.viewers.fetch_add(1, Relaxed);
+    hub.audit(client.entry(Event::ViewerJoined).session(&session.id).detail(script.name()));
+    let _guard = ViewerGuard(&hub, &session, &client);
     let write_timeout = Duration::from_secs(limits.viewer_write_secs.max(1));
     // At shutdown a viewer stays until its session has finalized (or the server
     // gives up waiting for all of them).
-    let mut all_off = shared.viewers_off.clone();
-    let mut stopping = shared.shutdown.clone();
+    let mut all_off = hub.viewers_off.clone();
+    let mut stopping = hub.shutdown.clone();
     let closing = async {
         let this_session = async {
             signalled(&mut stopping).await;
@@ -127,7 +197,7 @@ pub(crate) async fn run(
                 } else {
                     last_partial = p.version();
                 }
-                let text = p.json(script, &shared.converters);
+                let text = p.json(script, &hub.converters);
                 match tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await {
                     Ok(Ok(())) => true,
                     _ => false,
@@ -167,7 +237,7 @@ pub(crate) async fn run(
                     }
                 }
                 if lagged {
-                    shared.metrics.viewer_lagged.fetch_add(1, Relaxed);
+                    hub.metrics.viewer_lagged.fetch_add(1, Relaxed);
                     for p in session.finals_after(last_final) {
                         if !send!(&p) {
                             return;

@@ -1,0 +1,205 @@
+//! The route table and its handlers: each turns a request into hub calls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+
+use super::guard::{guard, Caller};
+use super::ws::{Ws, WsUpgrade};
+use super::{json_error, App};
+use crate::caption::{self, CaptionFormat, LayoutOptions};
+use crate::server::metrics::Metrics;
+use crate::server::protocol::{valid_session_id, ErrorCode};
+use crate::server::{audit, ingest, viewers, Hub};
+use crate::text::Script;
+
+/// The overlay page served at `/`.
+const OVERLAY: &str = include_str!("../overlay.html");
+
+/// Largest message a viewer may send (viewers have nothing to say).
+const VIEWER_MESSAGE: usize = 1 << 12;
+
+/// Every route, behind the guard; every answer is `Cache-Control: no-store`.
+pub(super) fn router(app: App) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(|| async { Html(OVERLAY) }))
+        .route("/v1/sessions/{id}/transcript", get(transcript))
+        .route("/v1/ingest/{id}", get(ingest))
+        .route("/v1/captions/{id}", get(captions))
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, "only GET\n").into_response()
+        })
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(middleware::map_response(|mut response: Response| async move {
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }))
+        .with_state(app)
+}
+
+/// The hub's readiness, for `/readyz` and `/metrics`.
+fn ready(hub: &Hub) -> bool {
+    hub.model.get().is_some()
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    if ready(&app.hub) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading the model\n").into_response()
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let metrics: &Metrics = &app.hub.metrics;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(ready(&app.hub)),
+    )
+        .into_response()
+}
+
+/// `?script=`, Hong Kong by default.
+fn script_of(query: &HashMap<String, String>, code: &str) -> Result<Script, Response> {
+    query
+        .get("script")
+        .map_or(Ok(Script::Hk), |s| s.parse::<Script>())
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, code, &e.to_string()))
+}
+
+/// Largest message an ingest client may send: frames are checked against
+/// `max_frame_bytes` by the ingest loop, which answers with its own error; the
+/// socket refuses only what is far past it.
+fn ingest_message(hub: &Hub) -> usize {
+    hub.config.limits.max_frame_bytes.saturating_mul(4).max(1 << 16)
+}
+
+async fn ingest(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
+    upgrade: WsUpgrade,
+) -> Response {
+    let hub = Arc::clone(&app.hub);
+    let max = ingest_message(&hub);
+    upgrade.on_upgrade(max, app.tasks.clone(), move |mut ws: Ws| async move {
+        if let Some(id) = checked_id(&mut ws, &hub, id).await {
+            hub.log(format_args!("{}: ingest {id} ({})", caller.client.addr, caller.who));
+            ingest::run(ws, hub, id, caller.client).await;
+        }
+    })
+}
+
+async fn captions(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Extension(caller): Extension<Caller>,
+    upgrade: WsUpgrade,
+) -> Response {
+    let script = match script_of(&query, "bad_script") {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let hub = Arc::clone(&app.hub);
+    upgrade.on_upgrade(VIEWER_MESSAGE, app.tasks.clone(), move |mut ws: Ws| async move {
+        if let Some(id) = checked_id(&mut ws, &hub, id).await {
+            hub.log(format_args!("{}: captions {id} ({})", caller.client.addr, caller.who));
+            viewers::serve(ws, hub, id, script, caller.client).await;
+        }
+    })
+}
+
+/// The session id, or `None` after refusing the socket.
+async fn checked_id(ws: &mut Ws, hub: &Hub, id: String) -> Option<String> {
+    if valid_session_id(&id) {
+        return Some(id);
+    }
+    let msg = "a session id is 1-64 characters of A-Z a-z 0-9 _ - . (not starting with a dot)";
+    viewers::refuse(ws, hub, ErrorCode::BadSessionId, msg).await;
+    None
+}
+
+/// `GET /v1/sessions/{id}/transcript?format=srt|vtt|jsonl|txt&script=…`
+async fn transcript(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let bad = |msg: &str| json_error(StatusCode::BAD_REQUEST, "bad_request", msg);
+    let format = match query.get("format").map_or("srt", String::as_str).parse::<CaptionFormat>() {
+        Ok(f) => f,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let script = match script_of(&query, "bad_request") {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    if !valid_session_id(&id) {
+        return bad("bad session id");
+    }
+    let hub = &app.hub;
+    let session = match hub.session(&id, false).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return json_error(StatusCode::NOT_FOUND, "unknown_session", "no such session"),
+        Err(_) => {
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "journal unreadable")
+        }
+    };
+    let converter = hub.converters.get(script);
+    let segments: Vec<_> = session
+        .finals()
+        .iter()
+        .map(|f| {
+            let mut s = f.to_segment();
+            s.text = converter.convert(&s.text);
+            s
+        })
+        .collect();
+    let captions = caption::layout(&segments, &LayoutOptions::default());
+    let body = SharedBuf::default();
+    let written = caption::write_all(caption::writer_for(format, body.clone()).as_mut(), &captions);
+    let body = std::mem::take(&mut *body.0.lock().unwrap_or_else(|e| e.into_inner()));
+    if written.is_err() {
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "cannot write the transcript",
+        );
+    }
+    let content_type = match format {
+        CaptionFormat::Srt => "application/x-subrip; charset=utf-8",
+        CaptionFormat::Vtt => "text/vtt; charset=utf-8",
+        CaptionFormat::Jsonl => "application/jsonl; charset=utf-8",
+        CaptionFormat::Txt => "text/plain; charset=utf-8",
+    };
+    let mut entry =
+        caller.client.entry(audit::Event::TranscriptRead).session(&id).detail(format.to_string());
+    entry.captions = Some(segments.len() as u64);
+    hub.audit(entry);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// A `Write` into memory that a `'static` caption writer can own.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
