@@ -11,14 +11,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer};
 
-/// An IP network: an address and a prefix length (`192.0.2.0/24`, `::1/128`).
+/// An IP network: an address and a prefix length (`192.0.2.0/24`, `::1/128`),
+/// with the bits past the prefix cleared. The arithmetic is the `ipnet` crate's;
+/// this type adds bare addresses and IPv4-mapped peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    /// The network address, with the bits past the prefix cleared.
-    addr: IpAddr,
-    /// Leading bits that must match: 0..=32 for IPv4, 0..=128 for IPv6.
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 /// Why an allow-list entry is not an IP network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,41 +40,18 @@ impl IpNet {
     /// The network of `addr` with `prefix` leading bits; `None` if the prefix is
     /// longer than the address.
     pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
-        let bits = match addr {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        (prefix <= bits).then(|| Self { addr: mask(addr, prefix), prefix })
+        ipnet::IpNet::new(addr, prefix).ok().map(|net| Self(net.trunc()))
     }
 
     /// Is `ip` inside this network? IPv4-mapped IPv6 addresses also match as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let inside = |ip: IpAddr| match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                mask(ip, self.prefix) == self.addr
-            }
-            _ => false,
-        };
-        inside(ip) || inside(ip.to_canonical())
+        self.0.contains(&ip) || self.0.contains(&ip.to_canonical())
     }
 }
 
 /// May a peer at `ip` connect? Yes when the list is empty or any entry contains it.
 pub fn allowed(list: &[IpNet], ip: IpAddr) -> bool {
     list.is_empty() || list.iter().any(|net| net.contains(ip))
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let keep = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::from((u32::from(a) & keep).to_be_bytes())
-        }
-        IpAddr::V6(a) => {
-            let keep = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::from((u128::from(a) & keep).to_be_bytes())
-        }
-    }
 }
 
 impl FromStr for IpNet {
@@ -106,13 +80,13 @@ impl FromStr for IpNet {
                 "an IPv6 prefix length is at most 128"
             }));
         }
-        Ok(Self { addr: mask(addr, prefix), prefix })
+        Self::new(addr, prefix).ok_or_else(|| bad("the prefix length is too long"))
     }
 }
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}", self.0)
     }
 }
 

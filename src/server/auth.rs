@@ -8,6 +8,7 @@
 
 use std::time::SystemTime;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// What a token may do.
@@ -35,7 +36,7 @@ pub struct TokenEntry {
     pub roles: Vec<Role>,
     /// When it stops working (`None`: never). In TOML an RFC 3339 time with `Z` or
     /// an offset: `expires = "2026-12-31T23:59:59Z"`.
-    #[serde(default, deserialize_with = "super::rfc3339::deserialize_opt")]
+    #[serde(default, deserialize_with = "deserialize_time")]
     pub expires: Option<SystemTime>,
     /// The only session it may ingest into, watch or fetch the transcript of
     /// (`None`: any). A scoped token never opens `/metrics` or admin endpoints.
@@ -154,6 +155,40 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An RFC 3339 time with `Z` or an offset (jiff parses it), as [`SystemTime`].
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    s.parse::<jiff::Timestamp>().map(SystemTime::from).map_err(|e| {
+        format!("{s:?} is not an RFC 3339 time with Z or an offset such as +08:00, e.g. 2026-12-31T23:59:59Z ({e})")
+    })
+}
+
+/// Serde: an optional RFC 3339 time, written as a string or as a TOML date-time.
+fn deserialize_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    d.deserialize_any(TimeVisitor).map(Some)
+}
+
+struct TimeVisitor;
+
+impl<'de> Visitor<'de> for TimeVisitor {
+    type Value = SystemTime;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an RFC 3339 time such as \"2026-12-31T23:59:59Z\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<SystemTime, E> {
+        parse_time(v).map_err(E::custom)
+    }
+
+    // The toml crate hands an unquoted date-time over as a one-entry map.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SystemTime, A::Error> {
+        let Some((_, value)) = map.next_entry::<String, String>()? else {
+            return Err(de::Error::custom("an empty table is not a time"));
+        };
+        parse_time(&value).map_err(de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -290,5 +325,29 @@ mod tests {
     #[test]
     fn debug_hides_the_secret() {
         assert!(!format!("{:?}", tokens()).contains("secret"));
+    }
+
+    #[test]
+    fn expiry_times_are_rfc3339_with_an_offset() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let secs = |s: &str| parse_time(s).unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs("2026-12-31T23:59:59Z"), 1_798_761_599);
+        assert_eq!(secs("2026-01-01T08:00:00+08:00"), secs("2026-01-01T00:00:00Z"));
+        let frac = parse_time("2026-01-01T00:00:00.25Z").unwrap();
+        assert_eq!(frac.duration_since(UNIX_EPOCH).unwrap().subsec_millis(), 250);
+        for bad in ["", "2026-12-31", "2026-12-31T23:59:59", "2026-02-29T00:00:00Z"] {
+            assert!(parse_time(bad).unwrap_err().contains("Z or an offset"), "{bad}");
+        }
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "deserialize_time")]
+            expires: Option<SystemTime>,
+        }
+        let quoted: T = toml::from_str(r#"expires = "2026-12-31T23:59:59Z""#).unwrap();
+        let bare: T = toml::from_str("expires = 2026-12-31T23:59:59Z").unwrap();
+        assert_eq!(quoted.expires, bare.expires);
+        assert_eq!(quoted.expires, Some(UNIX_EPOCH + Duration::from_secs(1_798_761_599)));
+        assert_eq!(toml::from_str::<T>("").unwrap().expires, None);
+        assert!(toml::from_str::<T>("expires = 2026-12-31T23:59:59").is_err());
     }
 }

@@ -29,6 +29,8 @@ pub struct Limits {
     /// `max_sessions` (so idle sockets cannot lock sessions out); more are refused
     /// (1013). Default 32.
     pub max_unstarted_ingests: usize,
+    /// … and from any one client address. Default 4.
+    pub max_unstarted_per_address: usize,
     /// Largest WebSocket message, in bytes (1009 above it). Default 131 072
     /// (0.68 s of 48 kHz stereo s16le).
     pub max_frame_bytes: usize,
@@ -84,6 +86,7 @@ impl Default for Limits {
         Self {
             max_sessions: 8,
             max_unstarted_ingests: 32,
+            max_unstarted_per_address: 4,
             max_frame_bytes: 131_072,
             max_messages_per_sec: 200,
             max_realtime_factor: 2.0,

@@ -94,12 +94,43 @@ impl Drop for Slot {
     }
 }
 
-/// Holds one of the `max_unstarted_ingests` places until `start` arrives.
-struct Unstarted<'a>(&'a Hub);
+/// Ingest connections that have not sent `start` yet: in all and per address.
+#[derive(Default)]
+pub(crate) struct Unstarted {
+    total: usize,
+    by_address: std::collections::HashMap<std::net::IpAddr, usize>,
+}
 
-impl Drop for Unstarted<'_> {
+/// Holds one unstarted place until `start` arrives (or the connection ends).
+struct UnstartedPlace<'a>(&'a Hub, std::net::IpAddr);
+
+impl<'a> UnstartedPlace<'a> {
+    /// A place, unless `max_unstarted_ingests` or `max_unstarted_per_address` is reached.
+    fn take(hub: &'a Hub, ip: std::net::IpAddr) -> Option<Self> {
+        let limits = &hub.config.limits;
+        let mut unstarted = hub.unstarted_ingests.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = unstarted.by_address.get(&ip).copied().unwrap_or(0);
+        if unstarted.total >= limits.max_unstarted_ingests
+            || mine >= limits.max_unstarted_per_address
+        {
+            return None;
+        }
+        unstarted.total += 1;
+        *unstarted.by_address.entry(ip).or_default() += 1;
+        Some(Self(hub, ip))
+    }
+}
+
+impl Drop for UnstartedPlace<'_> {
     fn drop(&mut self) {
-        self.0.unstarted_ingests.fetch_sub(1, Relaxed);
+        let mut unstarted = self.0.unstarted_ingests.lock().unwrap_or_else(|e| e.into_inner());
+        unstarted.total -= 1;
+        if let Some(n) = unstarted.by_address.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                unstarted.by_address.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -107,8 +138,7 @@ impl Drop for Unstarted<'_> {
 pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
     let limits = hub.config.limits.clone();
     if *hub.shutdown.borrow() {
-        return refuse(&mut ws, &hub, ErrorCode::ShuttingDown, "the server is shutting down")
-            .await;
+        return refuse(&mut ws, &hub, ErrorCode::ShuttingDown, "the server is shutting down").await;
     }
     let Some(model) = hub.model.get().cloned() else {
         return refuse(
@@ -119,14 +149,12 @@ pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
         )
         .await;
     };
-    if hub.unstarted_ingests.fetch_add(1, Relaxed) >= limits.max_unstarted_ingests {
-        hub.unstarted_ingests.fetch_sub(1, Relaxed);
+    let Some(unstarted) = UnstartedPlace::take(&hub, client.addr.ip()) else {
         let msg = "too many ingest connections are waiting to start; try again later";
         let code = ErrorCode::TooManySessions;
         hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
         return refuse(&mut ws, &hub, code, msg).await;
-    }
-    let unstarted = Unstarted(&hub);
+    };
     // The start message.
     let start = match tokio::time::timeout(Duration::from_secs(limits.start_secs.max(1)), ws.next())
         .await
@@ -536,8 +564,7 @@ impl Job {
                 continue;
             }
             if let Some(Err(e)) = recorder.as_mut().map(|r| r.push(&audio)) {
-                self.hub
-                    .log(format_args!("session {}: recording stopped: {e}", self.session.id));
+                self.hub.log(format_args!("session {}: recording stopped: {e}", self.session.id));
                 recorder = None;
             }
             let events = {
@@ -583,11 +610,7 @@ impl Job {
         }
         let end_ms = self.continuation.time_offset_ms + engine.stats().pushed_ms;
         self.session.end_ingest(end_ms);
-        self.hub.webhooks.on_session_closed(
-            &self.session.id,
-            self.session.finals().len(),
-            end_ms,
-        );
+        self.hub.webhooks.on_session_closed(&self.session.id, self.session.finals().len(), end_ms);
         self.hub.log(format_args!(
             "session {}: ingest ended after {:.1} s of audio; redacted {}",
             self.session.id,

@@ -48,7 +48,6 @@ pub mod protocol;
 mod recording;
 pub mod redaction;
 pub mod retention;
-mod rfc3339;
 mod session;
 mod tls;
 mod viewers;
@@ -87,7 +86,7 @@ pub(crate) struct Hub {
     pool: ComputePool,
     /// Ingest sockets upgraded but not started yet (bounded by
     /// [`Limits::max_unstarted_ingests`], apart from `max_sessions`).
-    unstarted_ingests: AtomicUsize,
+    unstarted_ingests: std::sync::Mutex<ingest::Unstarted>,
     /// Viewers waiting for a session that has not started yet.
     waiting_viewers: AtomicUsize,
     shutdown: watch::Receiver<bool>,
@@ -193,7 +192,7 @@ impl Server {
             sessions: Registry::new(config.limits.broadcast_capacity),
             active_ingests: AtomicUsize::new(0),
             pool: ComputePool::new(config.limits.decode_slots),
-            unstarted_ingests: AtomicUsize::new(0),
+            unstarted_ingests: Default::default(),
             waiting_viewers: AtomicUsize::new(0),
             model: OnceLock::new(),
             shutdown: shutdown_rx,

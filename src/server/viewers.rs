@@ -96,7 +96,8 @@ async fn wait_for(ws: &mut Ws, hub: &Hub, id: &str) -> Option<Arc<Session>> {
     }
     if hub.waiting_viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         hub.waiting_viewers.fetch_sub(1, Relaxed);
-        let msg = format!("{} viewers are already waiting for sessions", limits.max_viewers_per_session);
+        let msg =
+            format!("{} viewers are already waiting for sessions", limits.max_viewers_per_session);
         refuse(ws, hub, ErrorCode::TooManyViewers, &msg).await;
         return None;
     }
@@ -130,13 +131,7 @@ async fn wait_for(ws: &mut Ws, hub: &Hub, id: &str) -> Option<Arc<Session>> {
 }
 
 /// Serve one viewer until it leaves or the server shuts down.
-async fn run(
-    mut ws: Ws,
-    hub: Arc<Hub>,
-    session: Arc<Session>,
-    script: Script,
-    client: Client,
-) {
+async fn run(mut ws: Ws, hub: Arc<Hub>, session: Arc<Session>, script: Script, client: Client) {
     let limits = &hub.config.limits;
     if session.viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         session.viewers.fetch_sub(1, Relaxed);

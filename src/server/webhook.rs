@@ -13,8 +13,8 @@
 //!   captions. Connection errors, timeouts, 5xx and 429 are retried with
 //!   exponential backoff ([`backoff`]); other statuses are not. Order per webhook is
 //!   kept: a delivery is finished (or given up) before the next one starts.
-//! - The HTTP client is a minimal HTTP/1.1 POST over tokio (and rustls with the ring
-//!   provider for `https://`, trusting the webpki roots plus an optional `ca_file`).
+//! - The HTTP client is reqwest over rustls with the ring provider for `https://`,
+//!   trusting the webpki roots plus an optional `ca_file`.
 //!
 //! `docs/WEBHOOKS.md` documents payloads, headers and retries for receiver authors.
 
@@ -27,12 +27,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::{self, pki_types};
-use tokio_rustls::TlsConnector;
 
 use super::metrics::WebhookCounters;
 use crate::asr::CaptionEvent;
@@ -328,7 +325,7 @@ impl Webhooks {
         for (index, config) in configs.iter().enumerate() {
             config.check()?;
             let target = Target::parse(&config.url).expect("checked");
-            let tls = if target.tls { Some(tls_connector(config)?) } else { None };
+            let client = http_client(config)?;
             let converter = ScriptConverter::new(config.script)?;
             let config = Arc::new(config.clone());
             let (tx, rx) = mpsc::channel(config.queue);
@@ -336,7 +333,7 @@ impl Webhooks {
                 index: index + 1,
                 config: Arc::clone(&config),
                 target,
-                tls,
+                client,
                 converter,
                 counters: Arc::clone(&counters),
                 abandon: abandon.subscribe(),
@@ -437,7 +434,11 @@ fn delivery_id() -> String {
     })
 }
 
-fn tls_connector(config: &WebhookConfig) -> Result<TlsConnector> {
+/// The webhook's HTTP client: rustls (ring provider, given explicitly, so no
+/// process-wide default is needed or changed), webpki roots plus `ca_file`; no
+/// redirects (a receiver that moves must be reconfigured), no proxies from the
+/// environment (captions never leave by a route the operator did not name).
+fn http_client(config: &WebhookConfig) -> Result<reqwest::Client> {
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(path) = &config.ca_file {
         use pki_types::pem::PemObject;
@@ -464,7 +465,13 @@ fn tls_connector(config: &WebhookConfig) -> Result<TlsConnector> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(tls)))
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("cantocap/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::ServerConfig { reason: format!("webhook {}: {e}", config.url) })
 }
 
 /// Where a webhook URL points.
@@ -551,7 +558,7 @@ struct Worker {
     index: usize,
     config: Arc<WebhookConfig>,
     target: Target,
-    tls: Option<TlsConnector>,
+    client: reqwest::Client,
     converter: ScriptConverter,
     counters: Arc<WebhookCounters>,
     abandon: watch::Receiver<bool>,
@@ -583,7 +590,7 @@ impl Worker {
 
     fn note(&self, args: std::fmt::Arguments<'_>) {
         if self.log {
-            eprintln!("cantocap serve: webhook {} ({}): {args}", self.index, self.target.authority);
+            tracing::warn!("webhook {} ({}): {args}", self.index, self.target.authority);
         }
     }
 
@@ -644,82 +651,19 @@ impl Worker {
     }
 
     /// One POST; the response's status.
-    async fn post(&self, id: &str, body: &[u8]) -> std::io::Result<u16> {
-        let stream = TcpStream::connect((self.target.host.as_str(), self.target.port)).await?;
-        let _ = stream.set_nodelay(true);
+    async fn post(&self, id: &str, body: &[u8]) -> reqwest::Result<u16> {
         let signature = sign(self.config.secret.as_bytes(), unix_now(), body);
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: cantocap/{}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nCantocap-Signature: {signature}\r\nCantocap-Delivery: {id}\r\n\
-             Connection: close\r\n\r\n",
-            self.target.path,
-            self.target.authority,
-            env!("CARGO_PKG_VERSION"),
-            body.len(),
-        );
-        match &self.tls {
-            None => exchange(stream, head.as_bytes(), body).await,
-            Some(tls) => {
-                let name = pki_types::ServerName::try_from(self.target.host.clone())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                let stream = tls.connect(name, stream).await?;
-                exchange(stream, head.as_bytes(), body).await
-            }
-        }
+        let response = self
+            .client
+            .post(&self.config.url)
+            .header("content-type", "application/json")
+            .header("cantocap-signature", signature)
+            .header("cantocap-delivery", id)
+            .body(body.to_vec())
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
     }
-}
-
-/// Write the request, read the final status line (skipping 1xx responses).
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    head: &[u8],
-    body: &[u8],
-) -> std::io::Result<u16> {
-    stream.write_all(head).await?;
-    stream.write_all(body).await?;
-    stream.flush().await?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let status = parse_status(&buf[..end])?;
-            if !(100..200).contains(&status) {
-                return Ok(status);
-            }
-            buf.drain(..end + 4);
-        }
-        if buf.len() > 16 * 1024 {
-            return Err(invalid("response head over 16 KiB"));
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            // A status line without headers, then close, is still an answer.
-            return match buf.iter().position(|&b| b == b'\n') {
-                Some(_) => parse_status(&buf),
-                None => Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the receiver closed without answering",
-                )),
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn parse_status(head: &[u8]) -> std::io::Result<u16> {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = std::str::from_utf8(line).map_err(|_| invalid("status line is not text"))?;
-    let mut parts = line.trim_end().splitn(3, ' ');
-    match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => {
-            code.parse().map_err(|_| invalid("bad status code"))
-        }
-        _ => Err(invalid("not an HTTP/1.x response")),
-    }
-}
-
-fn invalid(why: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string())
 }
 
 #[cfg(test)]
@@ -874,24 +818,5 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
         assert!(toml::from_str::<WebhookConfig>("url = \"http://x/\"\nsekret = \"a\"").is_err());
-    }
-
-    #[tokio::test]
-    async fn status_lines_are_read_after_informational_responses() {
-        let (mut server, client) = tokio::io::duplex(4096);
-        let reply = tokio::spawn(async move {
-            let mut got = vec![0u8; 64];
-            let n = server.read(&mut got).await.unwrap();
-            server
-                .write_all(
-                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\nRetry-After: 1\r\n\r\n",
-                )
-                .await
-                .unwrap();
-            got.truncate(n);
-            got
-        });
-        assert_eq!(exchange(client, b"POST / HTTP/1.1\r\n\r\n", b"{}").await.unwrap(), 503);
-        assert!(reply.await.unwrap().starts_with(b"POST / HTTP/1.1"));
     }
 }

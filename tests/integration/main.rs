@@ -10,6 +10,7 @@ mod caption;
 mod cli;
 mod client;
 mod common;
+mod hostile;
 mod import;
 mod linger;
 mod network;

@@ -56,7 +56,7 @@ async fn get(addr: SocketAddr, path: &str, headers: &str) -> (u16, String) {
 const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
 /// A TCP connection from a chosen local (source) address.
-async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let source = SocketAddr::new(source.parse().unwrap(), 0);
     let socket = if source.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.bind(source)?;
@@ -195,7 +195,7 @@ async fn tls_serves_https_and_wss_and_drops_plain_clients() {
     assert!(page.contains(r#"location.protocol === "https:" ? "wss://""#), "{page}");
 
     // A WebSocket over TLS: upgraded, then the server's first message arrives
-    // through it (no such session yet: an error and close 4404).
+    // through it (no such session yet: the viewer is told to wait).
     let (mut ws, response) = tokio_tungstenite::client_async(
         "wss://localhost/v1/captions/nobody",
         open(&tls, addr).await,
@@ -205,8 +205,8 @@ async fn tls_serves_https_and_wss_and_drops_plain_clients() {
     assert_eq!(response.status(), 101);
     let first = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
     let Message::Text(text) = first else { panic!("{first:?}") };
-    let error: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(error["code"], "unknown_session", "{error}");
+    let waiting: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
 
     // Plain HTTP on the TLS port: no answer, the connection just ends.
     let (status, response) = get(addr, "/livez", "").await;

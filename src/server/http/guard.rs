@@ -153,7 +153,8 @@ pub(crate) async fn guard(
     let headers = request.headers();
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own
     // Host (and a matching Origin). Without tokens, only loopback names reach us.
-    if config.tokens.is_empty()
+    if needs.is_some()
+        && config.tokens.is_empty()
         && config.listen.ip().is_loopback()
         && !header(headers, header::HOST).is_some_and(loopback_host)
     {
@@ -164,10 +165,8 @@ pub(crate) async fn guard(
             "this server answers only to localhost, 127.0.0.1 or [::1] in the Host header",
         );
     }
-    let session = needs
-        .and_then(|(_, id)| id)
-        .map(percent_decode)
-        .filter(|id| valid_session_id(id));
+    let session =
+        needs.and_then(|(_, id)| id).map(percent_decode).filter(|id| valid_session_id(id));
     let who = match needs {
         None => "anonymous".to_string(),
         Some((role, id)) => {
@@ -300,10 +299,25 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for host in ["localhost", "localhost:8787", "127.0.0.1", "127.0.0.1:80", "[::1]", "[::1]:9", "LOCALHOST:1"] {
+        for host in [
+            "localhost",
+            "localhost:8787",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:9",
+            "LOCALHOST:1",
+        ] {
             assert!(loopback_host(host), "{host}");
         }
-        for host in ["evil.example", "evil.example:8787", "localhost.evil.example", "10.0.0.1:80", "[::2]:1", ""] {
+        for host in [
+            "evil.example",
+            "evil.example:8787",
+            "localhost.evil.example",
+            "10.0.0.1:80",
+            "[::2]:1",
+            "",
+        ] {
             assert!(!loopback_host(host), "{host}");
         }
     }
@@ -318,7 +332,9 @@ mod tests {
             assert_eq!(limiter.failed(a, t0), None);
         }
         assert!(matches!(limiter.check(a, t0), Verdict::Limited(_)));
-        assert!(matches!(limiter.check(a, t0 + Duration::from_secs(3)), Verdict::Limited(w) if w <= Duration::from_secs(7)));
+        assert!(
+            matches!(limiter.check(a, t0 + Duration::from_secs(3)), Verdict::Limited(w) if w <= Duration::from_secs(7))
+        );
         assert_eq!(limiter.check(b, t0), Verdict::Open, "other addresses are not limited");
         let later = t0 + WINDOW;
         assert_eq!(limiter.check(a, later), Verdict::Open, "the window ends");

@@ -40,7 +40,9 @@ pub(super) fn router(app: App) -> Router {
         })
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(middleware::map_response(|mut response: Response| async move {
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }))
         .with_state(app)
@@ -61,10 +63,7 @@ async fn readyz(State(app): State<App>) -> Response {
 
 async fn metrics(State(app): State<App>) -> Response {
     let metrics: &Metrics = &app.hub.metrics;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render(ready(&app.hub)),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render(ready(&app.hub)))
         .into_response()
 }
 

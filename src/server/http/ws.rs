@@ -38,8 +38,9 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         if !is_websocket(&parts.headers) {
-            return Err((StatusCode::UPGRADE_REQUIRED, "this endpoint is a WebSocket\n")
-                .into_response());
+            return Err(
+                (StatusCode::UPGRADE_REQUIRED, "this endpoint is a WebSocket\n").into_response()
+            );
         }
         let key = parts.headers.get(header::SEC_WEBSOCKET_KEY);
         let version_ok =
