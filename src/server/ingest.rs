@@ -136,29 +136,120 @@ impl Drop for UnstartedPlace<'_> {
 
 /// Serve one ingest connection for session `id`.
 pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
-    let limits = hub.config.limits.clone();
+    let Some((start, model, slot)) = admit(&mut ws, &hub, &id, &client).await else { return };
+    let Some((session, continuation)) = claim(&mut ws, &hub, &id).await else { return };
+    hub.metrics.sessions_total.fetch_add(1, Relaxed);
+    hub.audit(client.entry(Event::SessionOpened).session(&id));
+
+    let (sink, mut stream) = ws.split();
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let script = start.script.unwrap_or(Script::Raw);
+    let writer = tokio::spawn(write_loop(sink, out_rx, script, Arc::clone(&hub)));
+    let (input, input_rx) = std_mpsc::channel();
+    // For the audit record at the close: redaction counts, never the items.
+    let audited = Arc::clone(&session);
+    let (done_tx, done_rx) = oneshot::channel();
+    let job = Job {
+        hub: Arc::clone(&hub),
+        session,
+        start: start.clone(),
+        continuation,
+        input: input_rx,
+        out: out.clone(),
+        model,
+        redactor: CaptionRedactor::new(Redactor::new(hub.config.redact.clone())),
+    };
+    let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
+        let summary = job.run();
+        drop(slot);
+        let _ = done_tx.send(summary);
+    });
+    if spawned.is_err() {
+        let _ = out.send(Out::Fail(ErrorCode::Internal, "cannot start a decoding thread".into()));
+        return;
+    }
+
+    let end = read_loop(&mut stream, &hub, &start, &input, &out).await;
+    let _ = input.send(Input::Finish);
+    drop(input);
+    // The engine thread sends its last events before signalling.
+    let (audio_ms, finals) = done_rx.await.unwrap_or_default();
+    // Let go of the session now: an unused session leaves memory (see `linger`).
+    let redactions = audited.redactions();
+    drop(audited);
+    let close_code = close(end, out, writer, &mut stream).await;
+    if let End::Failed(Some(code)) = end {
+        if is_limit(code) {
+            hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
+        }
+    }
+    let mut closed = client.entry(Event::SessionClosed).session(&id).detail(end.detail());
+    closed.audio_s = Some(audio_ms as f64 / 1000.0);
+    closed.captions = Some(finals);
+    closed.redactions = Some(redactions);
+    closed.close_code = close_code;
+    hub.audit(closed);
+}
+
+/// Everything before a session is claimed: shutdown and model checks, the
+/// unstarted bound, the `start` message, then a `max_sessions` slot. `None` after
+/// refusing the socket.
+async fn admit(
+    ws: &mut Ws,
+    hub: &Arc<Hub>,
+    id: &str,
+    client: &Client,
+) -> Option<(Start, Arc<crate::asr::WhisperModel>, Slot)> {
+    let limits = &hub.config.limits;
     if *hub.shutdown.borrow() {
-        return refuse(&mut ws, &hub, ErrorCode::ShuttingDown, "the server is shutting down").await;
+        refuse(ws, hub, ErrorCode::ShuttingDown, "the server is shutting down").await;
+        return None;
     }
     let Some(model) = hub.model.get().cloned() else {
-        return refuse(
-            &mut ws,
-            &hub,
-            ErrorCode::NotReady,
-            "the model is still loading; try again shortly",
-        )
-        .await;
+        let msg = "the model is still loading; try again shortly";
+        refuse(ws, hub, ErrorCode::NotReady, msg).await;
+        return None;
     };
-    let Some(unstarted) = UnstartedPlace::take(&hub, client.addr.ip()) else {
-        let msg = "too many ingest connections are waiting to start; try again later";
+    let too_many = |msg: &str| {
         let code = ErrorCode::TooManySessions;
-        hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
-        return refuse(&mut ws, &hub, code, msg).await;
+        hub.audit(client.entry(Event::LimitHit).session(id).detail(code.name()));
+        (code, msg.to_string())
     };
-    // The start message.
-    let start = match tokio::time::timeout(Duration::from_secs(limits.start_secs.max(1)), ws.next())
-        .await
-    {
+    let start = match UnstartedPlace::take(hub, client.addr.ip()) {
+        None => Err(too_many("too many ingest connections are waiting to start; try again later")),
+        // The place is held while waiting for `start`, and given back here.
+        Some(_place) => read_start(ws, limits.start_secs).await?,
+    };
+    // A session counts against `max_sessions` once its start is accepted.
+    let start = start.and_then(|start| {
+        if hub.active_ingests.fetch_add(1, Relaxed) >= limits.max_sessions {
+            hub.active_ingests.fetch_sub(1, Relaxed);
+            let n = limits.max_sessions;
+            return Err(too_many(&format!(
+                "the server already has {n} ingest sessions; try again later"
+            )));
+        }
+        Ok(start)
+    });
+    match start {
+        Ok(start) => {
+            hub.metrics.sessions.fetch_add(1, Relaxed);
+            Some((start, model, Slot(Arc::clone(hub))))
+        }
+        Err((code, msg)) => {
+            refuse(ws, hub, code, &msg).await;
+            None
+        }
+    }
+}
+
+/// The first message, which must be a valid `start`; `None` if the client left.
+async fn read_start(
+    ws: &mut Ws,
+    start_secs: u64,
+) -> Option<Result<Start, (ErrorCode, String)>> {
+    let first = tokio::time::timeout(Duration::from_secs(start_secs.max(1)), ws.next()).await;
+    Some(match first {
         Err(_) => Err((ErrorCode::BadStart, "no start message in time".to_string())),
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text) {
             Ok(ClientMessage::Start(start)) => protocol::check_start(&start)
@@ -174,95 +265,41 @@ pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
         Ok(Some(Ok(_))) => {
             Err((ErrorCode::BadStart, "the first message must be a start message".to_string()))
         }
-        Ok(Some(Err(_)) | None) => return,
-    };
-    drop(unstarted);
-    let start = match start {
-        Ok(s) => s,
-        Err((code, msg)) => return refuse(&mut ws, &hub, code, &msg).await,
-    };
-    // A session counts against `max_sessions` once its start is accepted.
-    if hub.active_ingests.fetch_add(1, Relaxed) >= limits.max_sessions {
-        hub.active_ingests.fetch_sub(1, Relaxed);
-        let msg = format!(
-            "the server already has {} ingest sessions; try again later",
-            limits.max_sessions
-        );
-        let code = ErrorCode::TooManySessions;
-        hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
-        return refuse(&mut ws, &hub, code, &msg).await;
-    }
-    hub.metrics.sessions.fetch_add(1, Relaxed);
-    let slot = Slot(Arc::clone(&hub));
+        Ok(Some(Err(_)) | None) => return None,
+    })
+}
 
+/// Claim session `id` for this connection (one ingest at a time), with where its
+/// segment ids and times continue; `None` after refusing the socket.
+async fn claim(ws: &mut Ws, hub: &Arc<Hub>, id: &str) -> Option<(Arc<Session>, Continuation)> {
     let data_dir = hub.config.data_dir.as_deref();
-    let session = match hub.session(&id, true).await.and_then(|s| {
+    let claimed = hub.session(id, true).await.and_then(|s| {
         let s = s.expect("created");
         Ok(s.begin_ingest(data_dir)?.map(|c| (s, c)))
-    }) {
-        Ok(Some(claimed)) => claimed,
+    });
+    match claimed {
+        Ok(Some(claimed)) => Some(claimed),
         Ok(None) => {
             let msg = format!("session {id} already has an ingest connection");
-            return refuse(&mut ws, &hub, ErrorCode::SessionBusy, &msg).await;
+            refuse(ws, hub, ErrorCode::SessionBusy, &msg).await;
+            None
         }
         Err(e) => {
             hub.log(format_args!("session {id}: {e}"));
-            return refuse(
-                &mut ws,
-                &hub,
-                ErrorCode::Internal,
-                "the session journal cannot be opened",
-            )
-            .await;
-        }
-    };
-    let (session, continuation) = session;
-    hub.metrics.sessions_total.fetch_add(1, Relaxed);
-    hub.audit(client.entry(Event::SessionOpened).session(&id));
-
-    let (sink, mut stream) = ws.split();
-    let (out, out_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        out_rx,
-        start.script.unwrap_or(Script::Raw),
-        Arc::clone(&hub),
-    ));
-    let (input, input_rx) = std_mpsc::channel();
-    // For the audit record at the close: redaction counts, never the items.
-    let audited = Arc::clone(&session);
-    let (done_tx, done_rx) = oneshot::channel();
-    {
-        let job = Job {
-            hub: Arc::clone(&hub),
-            session,
-            start: start.clone(),
-            continuation,
-            input: input_rx,
-            out: out.clone(),
-            model,
-            redactor: CaptionRedactor::new(Redactor::new(hub.config.redact.clone())),
-        };
-        let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
-            let summary = job.run();
-            drop(slot);
-            let _ = done_tx.send(summary);
-        });
-        if spawned.is_err() {
-            let _ =
-                out.send(Out::Fail(ErrorCode::Internal, "cannot start a decoding thread".into()));
-            return;
+            refuse(ws, hub, ErrorCode::Internal, "the session journal cannot be opened").await;
+            None
         }
     }
+}
 
-    let end = read_loop(&mut stream, &hub, &start, &input, &out).await;
-    let _ = input.send(Input::Finish);
-    drop(input);
-    // The engine thread sends its last events before signalling.
-    let (audio_ms, finals) = done_rx.await.unwrap_or_default();
-    // Let go of the session now: an unused session leaves memory (see `linger`).
-    let redactions = audited.redactions();
-    drop(audited);
+/// Close the connection as `end` says, let the client's close frame arrive
+/// (completing the closing handshake); the close code sent, if any.
+async fn close(
+    end: End,
+    out: mpsc::UnboundedSender<Out>,
+    writer: tokio::task::JoinHandle<Option<u16>>,
+    stream: &mut futures_util::stream::SplitStream<Ws>,
+) -> Option<u16> {
     match end {
         End::Stop => {
             let _ = out.send(Out::Close(close::NORMAL, "stopped"));
@@ -273,29 +310,13 @@ pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
         End::Dropped | End::Failed(_) => {}
     }
     drop(out);
-    // Let the client's close frame arrive (completing the closing handshake).
     if end != End::Dropped {
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while stream.next().await.is_some() {}
         })
         .await;
     }
-    let close_code = tokio::time::timeout(Duration::from_secs(5), writer)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
-    if let End::Failed(Some(code)) = end {
-        if is_limit(code) {
-            hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
-        }
-    }
-    let mut closed = client.entry(Event::SessionClosed).session(&id).detail(end.detail());
-    closed.audio_s = Some(audio_ms as f64 / 1000.0);
-    closed.captions = Some(finals);
-    closed.redactions = Some(redactions);
-    closed.close_code = close_code;
-    hub.audit(closed);
+    tokio::time::timeout(Duration::from_secs(5), writer).await.ok().and_then(Result::ok).flatten()
 }
 
 /// Why a first message is not a usable `start`: an unsupported sample format is
@@ -311,6 +332,87 @@ fn bad_start(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
     }
 }
 
+/// The pace and size checks of one connection's audio.
+struct Pace<'a> {
+    limits: &'a crate::server::Limits,
+    start: &'a Start,
+    /// Bytes of one sample frame (all channels).
+    frame_bytes: usize,
+    started: Instant,
+    /// Sample frames received.
+    frames: u64,
+    /// Messages in the current one-second window.
+    window: (Instant, u32),
+}
+
+impl Pace<'_> {
+    /// Count a message against `max_messages_per_sec`.
+    fn message(&mut self) -> Result<(), (ErrorCode, String)> {
+        if self.window.0.elapsed() >= Duration::from_secs(1) {
+            self.window = (Instant::now(), 0);
+        }
+        self.window.1 += 1;
+        if self.window.1 > self.limits.max_messages_per_sec {
+            let n = self.limits.max_messages_per_sec;
+            return Err((ErrorCode::RateLimited, format!("more than {n} messages per second")));
+        }
+        Ok(())
+    }
+
+    /// Check and decode a binary frame; the audio for the engine and its ms.
+    fn audio(&mut self, bytes: &[u8]) -> Result<(Input, u64), (ErrorCode, String)> {
+        let (limits, start) = (self.limits, self.start);
+        if bytes.len() > limits.max_frame_bytes {
+            return Err((
+                ErrorCode::FrameTooBig,
+                format!(
+                    "a frame of {} bytes is over the limit of {} bytes",
+                    bytes.len(),
+                    limits.max_frame_bytes
+                ),
+            ));
+        }
+        if bytes.len() % self.frame_bytes != 0 {
+            return Err((
+                ErrorCode::BadAudio,
+                format!(
+                    "a frame of {} bytes is not a whole number of {}-byte sample frames ({:?}, {} channel(s))",
+                    bytes.len(),
+                    self.frame_bytes,
+                    start.format,
+                    start.channels
+                ),
+            ));
+        }
+        let mut samples = Vec::with_capacity(bytes.len() / start.format.bytes());
+        start.format.decode_into(bytes, &mut samples);
+        let before_ms = self.frames * 1000 / u64::from(start.sample_rate);
+        self.frames += (bytes.len() / self.frame_bytes) as u64;
+        let end_ms = self.frames * 1000 / u64::from(start.sample_rate);
+        let allowed = self.started.elapsed().as_millis() as f64 * limits.max_realtime_factor
+            + limits.burst_ms as f64;
+        if end_ms as f64 > allowed {
+            return Err((
+                ErrorCode::TooFast,
+                format!(
+                    "audio arrives faster than {}x real time; send it at its own pace",
+                    limits.max_realtime_factor
+                ),
+            ));
+        }
+        if end_ms > limits.max_session_secs * 1000 {
+            return Err((
+                ErrorCode::SessionTooLong,
+                format!(
+                    "the connection reached {} s of audio; reconnect to continue the session",
+                    limits.max_session_secs
+                ),
+            ));
+        }
+        Ok((Input::Audio { samples, end_ms, at: Instant::now() }, end_ms - before_ms))
+    }
+}
+
 /// Read frames until `stop`, an error, a dropped connection or shutdown.
 async fn read_loop(
     stream: &mut futures_util::stream::SplitStream<Ws>,
@@ -322,10 +424,9 @@ async fn read_loop(
     let limits = &hub.config.limits;
     let mut shutdown = hub.shutdown.clone();
     let frame_bytes = start.format.bytes() * usize::from(start.channels);
-    let started = Instant::now();
-    let mut frames: u64 = 0;
-    let mut window = (Instant::now(), 0u32);
-    let fail = |code: ErrorCode, msg: String| {
+    let now = Instant::now();
+    let mut pace = Pace { limits, start, frame_bytes, started: now, frames: 0, window: (now, 0) };
+    let fail = |(code, msg): (ErrorCode, String)| {
         let _ = out.send(Out::Fail(code, msg));
         End::Failed(Some(code))
     };
@@ -336,91 +437,38 @@ async fn read_loop(
         };
         let message = match next {
             Err(_) => {
-                return fail(
-                    ErrorCode::IdleTimeout,
-                    format!("nothing received for {} s", limits.idle_secs),
-                )
+                let why = format!("nothing received for {} s", limits.idle_secs);
+                return fail((ErrorCode::IdleTimeout, why));
             }
             Ok(None) => return End::Dropped,
             Ok(Some(Err(tungstenite::Error::Capacity(_)))) => {
-                return fail(
-                    ErrorCode::FrameTooBig,
-                    format!("a frame is over the limit of {} bytes", limits.max_frame_bytes),
-                )
+                let why = format!("a frame is over the limit of {} bytes", limits.max_frame_bytes);
+                return fail((ErrorCode::FrameTooBig, why));
             }
             Ok(Some(Err(_))) => return End::Dropped,
             Ok(Some(Ok(m))) => m,
         };
-        // Message rate, over one-second windows.
-        if window.0.elapsed() >= Duration::from_secs(1) {
-            window = (Instant::now(), 0);
-        }
-        window.1 += 1;
-        if window.1 > limits.max_messages_per_sec {
-            return fail(
-                ErrorCode::RateLimited,
-                format!("more than {} messages per second", limits.max_messages_per_sec),
-            );
+        if let Err(e) = pace.message() {
+            return fail(e);
         }
         match message {
-            Message::Binary(bytes) => {
-                if bytes.len() > limits.max_frame_bytes {
-                    return fail(
-                        ErrorCode::FrameTooBig,
-                        format!(
-                            "a frame of {} bytes is over the limit of {} bytes",
-                            bytes.len(),
-                            limits.max_frame_bytes
-                        ),
-                    );
+            Message::Binary(bytes) => match pace.audio(&bytes) {
+                Ok((audio, ms)) => {
+                    hub.metrics.audio_ms.fetch_add(ms, Relaxed);
+                    if input.send(audio).is_err() {
+                        return End::Failed(None); // the engine failed and has said so
+                    }
                 }
-                if bytes.len() % frame_bytes != 0 {
-                    return fail(
-                        ErrorCode::BadAudio,
-                        format!(
-                            "a frame of {} bytes is not a whole number of {}-byte sample frames ({:?}, {} channel(s))",
-                            bytes.len(),
-                            frame_bytes,
-                            start.format,
-                            start.channels
-                        ),
-                    );
-                }
-                let mut samples = Vec::with_capacity(bytes.len() / start.format.bytes());
-                start.format.decode_into(&bytes, &mut samples);
-                let before_ms = frames * 1000 / u64::from(start.sample_rate);
-                frames += (bytes.len() / frame_bytes) as u64;
-                let end_ms = frames * 1000 / u64::from(start.sample_rate);
-                hub.metrics.audio_ms.fetch_add(end_ms - before_ms, Relaxed);
-                let allowed = started.elapsed().as_millis() as f64 * limits.max_realtime_factor
-                    + limits.burst_ms as f64;
-                if end_ms as f64 > allowed {
-                    return fail(
-                        ErrorCode::TooFast,
-                        format!(
-                            "audio arrives faster than {}x real time; send it at its own pace",
-                            limits.max_realtime_factor
-                        ),
-                    );
-                }
-                if end_ms > limits.max_session_secs * 1000 {
-                    return fail(
-                        ErrorCode::SessionTooLong,
-                        format!("the connection reached {} s of audio; reconnect to continue the session", limits.max_session_secs),
-                    );
-                }
-                if input.send(Input::Audio { samples, end_ms, at: Instant::now() }).is_err() {
-                    return End::Failed(None); // the engine failed and has said so
-                }
-            }
+                Err(e) => return fail(e),
+            },
             Message::Text(text) => {
                 return match serde_json::from_str::<ClientMessage>(&text) {
                     Ok(ClientMessage::Stop) => End::Stop,
-                    Ok(ClientMessage::Start(_)) => fail(ErrorCode::TextNotAudio, "the session has already started".into()),
-                    Err(_) => fail(
+                    Ok(ClientMessage::Start(_)) => fail((ErrorCode::TextNotAudio, "the session has already started".into())),
+                    Err(_) => fail((
                         ErrorCode::TextNotAudio,
                         "a text frame where audio was expected: send audio as binary frames, or {\"type\":\"stop\"}".into(),
-                    ),
+                    )),
                 };
             }
             Message::Close(_) => return End::Dropped,

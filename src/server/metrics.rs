@@ -132,65 +132,40 @@ impl Metrics {
     /// Everything, as Prometheus text.
     pub fn render(&self, ready: bool) -> String {
         let mut out = String::with_capacity(4096);
-        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
+        let count = |n: &AtomicU64| n.load(Relaxed).to_string();
+        let scalars = [
+            ("cantocap_ready", "1 once the model is loaded.", "gauge", u8::from(ready).to_string()),
+            ("cantocap_sessions", "Ingest sessions active now.", "gauge", count(&self.sessions)),
+            (
+                "cantocap_sessions_total",
+                "Ingest sessions accepted.",
+                "counter",
+                count(&self.sessions_total),
+            ),
+            ("cantocap_viewers", "Caption viewers connected now.", "gauge", count(&self.viewers)),
+            (
+                "cantocap_audio_seconds_total",
+                "Audio received from ingest clients.",
+                "counter",
+                (self.audio_ms.load(Relaxed) as f64 / 1000.0).to_string(),
+            ),
+            ("cantocap_finals_total", "Final caption events.", "counter", count(&self.finals)),
+            (
+                "cantocap_partials_total",
+                "Partial caption events.",
+                "counter",
+                count(&self.partials),
+            ),
+            (
+                "cantocap_viewer_lagged_total",
+                "Times a viewer fell behind and skipped stale partials.",
+                "counter",
+                count(&self.viewer_lagged),
+            ),
+        ];
+        for (name, help, kind, value) in scalars {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        gauge(
-            &mut out,
-            "cantocap_ready",
-            "1 once the model is loaded.",
-            "gauge",
-            u8::from(ready).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cantocap_sessions",
-            "Ingest sessions active now.",
-            "gauge",
-            self.sessions.load(Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cantocap_sessions_total",
-            "Ingest sessions accepted.",
-            "counter",
-            self.sessions_total.load(Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cantocap_viewers",
-            "Caption viewers connected now.",
-            "gauge",
-            self.viewers.load(Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cantocap_audio_seconds_total",
-            "Audio received from ingest clients.",
-            "counter",
-            (self.audio_ms.load(Relaxed) as f64 / 1000.0).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cantocap_finals_total",
-            "Final caption events.",
-            "counter",
-            self.finals.load(Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cantocap_partials_total",
-            "Partial caption events.",
-            "counter",
-            self.partials.load(Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cantocap_viewer_lagged_total",
-            "Times a viewer fell behind and skipped stale partials.",
-            "counter",
-            self.viewer_lagged.load(Relaxed).to_string(),
-        );
+        }
         self.final_latency.render(
             &mut out,
             "cantocap_final_latency_seconds",

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
@@ -96,8 +97,7 @@ async fn wait_for(ws: &mut Ws, hub: &Hub, id: &str) -> Option<Arc<Session>> {
     }
     if hub.waiting_viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         hub.waiting_viewers.fetch_sub(1, Relaxed);
-        let msg =
-            format!("{} viewers are already waiting for sessions", limits.max_viewers_per_session);
+        let msg = format!("{} viewers are already waiting for sessions", limits.max_viewers_per_session);
         refuse(ws, hub, ErrorCode::TooManyViewers, &msg).await;
         return None;
     }
@@ -130,8 +130,14 @@ async fn wait_for(ws: &mut Ws, hub: &Hub, id: &str) -> Option<Arc<Session>> {
     }
 }
 
-/// Serve one viewer until it leaves or the server shuts down.
-async fn run(mut ws: Ws, hub: Arc<Hub>, session: Arc<Session>, script: Script, client: Client) {
+/// Count the viewer in (audited), or refuse it past `max_viewers_per_session`.
+async fn join<'a>(
+    ws: &mut Ws,
+    hub: &'a Hub,
+    session: &'a Session,
+    client: &'a Client,
+    script: Script,
+) -> Option<ViewerGuard<'a>> {
     let limits = &hub.config.limits;
     if session.viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         session.viewers.fetch_sub(1, Relaxed);
@@ -141,31 +147,87 @@ async fn run(mut ws: Ws, hub: Arc<Hub>, session: Arc<Session>, script: Script, c
         );
         let code = ErrorCode::TooManyViewers;
         hub.audit(client.entry(Event::LimitHit).session(&session.id).detail(code.name()));
-        refuse(&mut ws, &hub, code, &msg).await;
-        return;
+        refuse(ws, hub, code, &msg).await;
+        return None;
     }
     hub.metrics.viewers.fetch_add(1, Relaxed);
     hub.audit(client.entry(Event::ViewerJoined).session(&session.id).detail(script.name()));
-    let _guard = ViewerGuard(&hub, &session, &client);
-    let write_timeout = Duration::from_secs(limits.viewer_write_secs.max(1));
-    // At shutdown a viewer stays until its session has finalized (or the server
-    // gives up waiting for all of them).
+    Some(ViewerGuard(hub, session, client))
+}
+
+/// Resolves when this viewer should be closed at shutdown: once its session has
+/// finalized, or when the server gives up waiting for all sessions.
+async fn closing(hub: &Hub, session: &Session) {
     let mut all_off = hub.viewers_off.clone();
     let mut stopping = hub.shutdown.clone();
-    let closing = async {
-        let this_session = async {
-            signalled(&mut stopping).await;
-            while session.is_ingesting() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::select! {
-            _ = signalled(&mut all_off) => {}
-            _ = this_session => {}
+    let this_session = async {
+        signalled(&mut stopping).await;
+        while session.is_ingesting() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::pin!(closing);
+    tokio::select! {
+        _ = signalled(&mut all_off) => {}
+        _ = this_session => {}
+    }
+}
 
+/// The writing half of a viewer: sends events in its script, never a stale one.
+struct Feed<'a> {
+    sink: SplitSink<Ws, Message>,
+    hub: &'a Hub,
+    script: Script,
+    write_timeout: Duration,
+    last_final: u64,
+    last_partial: (u64, u32),
+}
+
+impl Feed<'_> {
+    /// Send one event unless it is stale; false when the viewer is gone.
+    async fn send(&mut self, p: &Published) -> bool {
+        let fresh = if p.event.is_final() {
+            p.segment() > self.last_final
+        } else {
+            p.segment() > self.last_final && p.version() > self.last_partial
+        };
+        if !fresh {
+            return true;
+        }
+        if p.event.is_final() {
+            self.last_final = p.segment();
+        } else {
+            self.last_partial = p.version();
+        }
+        let text = p.json(self.script, &self.hub.converters);
+        let sent = tokio::time::timeout(self.write_timeout, self.sink.send(Message::Text(text)));
+        matches!(sent.await, Ok(Ok(())))
+    }
+
+    async fn send_all(&mut self, events: impl IntoIterator<Item = Arc<Published>>) -> bool {
+        for p in events {
+            if !self.send(&p).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn close_going_away(&mut self) {
+        let frame = CloseFrame {
+            code: CloseCode::from(close::GOING_AWAY),
+            reason: "server shutting down".into(),
+        };
+        let closed = self.sink.send(Message::Close(Some(frame)));
+        let _ = tokio::time::timeout(self.write_timeout, closed).await;
+    }
+}
+
+/// Serve one viewer until it leaves or the server shuts down.
+async fn run(mut ws: Ws, hub: Arc<Hub>, session: Arc<Session>, script: Script, client: Client) {
+    let Some(_guard) = join(&mut ws, &hub, &session, &client, script).await else { return };
+    let limits = &hub.config.limits;
+    let closing = closing(&hub, &session);
+    tokio::pin!(closing);
     let (mut rx, backlog) = session.subscribe(limits.viewer_backlog);
     let ready = serde_json::json!({
         "type": "ready",
@@ -173,43 +235,14 @@ async fn run(mut ws: Ws, hub: Arc<Hub>, session: Arc<Session>, script: Script, c
         "script": script.name(),
         "backlog": backlog.len(),
     });
-    let (mut sink, mut stream) = ws.split();
-    let mut last_final = 0u64;
-    let mut last_partial = (0u64, 0u32);
-
-    // Sends one event unless it is stale; false when the viewer is gone.
-    macro_rules! send {
-        ($p:expr) => {{
-            let p: &Published = $p;
-            let fresh = if p.event.is_final() {
-                p.segment() > last_final
-            } else {
-                p.segment() > last_final && p.version() > last_partial
-            };
-            if fresh {
-                if p.event.is_final() {
-                    last_final = p.segment();
-                } else {
-                    last_partial = p.version();
-                }
-                let text = p.json(script, &hub.converters);
-                match tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await {
-                    Ok(Ok(())) => true,
-                    _ => false,
-                }
-            } else {
-                true
-            }
-        }};
-    }
-
-    if sink.send(Message::text(ready.to_string())).await.is_err() {
+    let (sink, mut stream) = ws.split();
+    let write_timeout = Duration::from_secs(limits.viewer_write_secs.max(1));
+    let mut feed =
+        Feed { sink, hub: &hub, script, write_timeout, last_final: 0, last_partial: (0, 0) };
+    if feed.sink.send(Message::text(ready.to_string())).await.is_err()
+        || !feed.send_all(backlog).await
+    {
         return;
-    }
-    for p in &backlog {
-        if !send!(p) {
-            return;
-        }
     }
     loop {
         // Biased: events already published go out before the shutdown close.
@@ -226,25 +259,17 @@ async fn run(mut ws: Ws, hub: Arc<Hub>, session: Arc<Session>, script: Script, c
                     Err(RecvError::Lagged(_)) => (Vec::new(), true),
                     Err(RecvError::Closed) => return,
                 };
-                for p in without_stale_partials(queued) {
-                    if !send!(&p) {
-                        return;
-                    }
+                if !feed.send_all(without_stale_partials(queued)).await {
+                    return;
                 }
                 if lagged {
                     hub.metrics.viewer_lagged.fetch_add(1, Relaxed);
-                    for p in session.finals_after(last_final) {
-                        if !send!(&p) {
-                            return;
-                        }
+                    if !feed.send_all(session.finals_after(feed.last_final)).await {
+                        return;
                     }
                 }
             },
-            _ = &mut closing => {
-                let frame = CloseFrame { code: CloseCode::from(close::GOING_AWAY), reason: "server shutting down".into() };
-                let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
-                return;
-            }
+            _ = &mut closing => return feed.close_going_away().await,
         }
     }
 }

@@ -290,3 +290,22 @@ fn anonymous_access_on_a_public_address_is_announced_loudly() {
     let _ = child.wait();
     assert!(warned, "{seen:#?}");
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cantocap"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--model"])
+        .arg(dir.path().join("missing.bin"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a missing model is an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<Value> = err.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let listening = logs
+        .iter()
+        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("listening on http://127.0.0.1:")));
+    let listening = listening.unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(listening["level"], "INFO");
+    assert!(err.contains("missing.bin"), "the error names the model: {err}");
+}

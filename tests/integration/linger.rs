@@ -77,9 +77,10 @@ async fn without_a_data_dir_an_ended_session_is_gone_after_the_linger() {
     assert_eq!(get(addr, "/v1/sessions/brief/transcript").await.0, 200);
 
     tokio::time::sleep(PAST_LINGER).await;
-    let (mut late, error) = viewer(addr, "brief").await;
-    assert_eq!(error["code"], "unknown_session", "{error}");
-    assert_eq!(next(&mut late).await["close"], 4404);
+    // The session is gone: a viewer now waits for a new ingest to start it.
+    let (late, waiting) = viewer(addr, "brief").await;
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+    leave(late).await;
     assert_eq!(get(addr, "/v1/sessions/brief/transcript").await.0, 404);
     server.shutdown().await;
 }

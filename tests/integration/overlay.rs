@@ -226,11 +226,11 @@ async fn the_overlay_page_shows_the_sessions_finals_in_chromium() {
     assert_eq!(shown_finals(&dom), last, "page:\n{dom}");
     assert!(dom.contains(r#"style="font-size: 42px;""#), "the default font size:\n{dom}");
 
-    // A session that does not exist: the page says so instead of showing captions.
+    // A session that has not started: the page says it waits for it.
     let url = format!("http://{addr}/?session=nobody");
-    let dom = page(&url, |dom| dom.contains("no session nobody")).await;
+    let dom = page(&url, |dom| dom.contains("waiting for session nobody to start")).await;
     assert!(shown_finals(&dom).is_empty());
-    assert!(dom.contains("no session nobody"), "page:\n{dom}");
+    assert!(dom.contains("waiting for session nobody to start"), "page:\n{dom}");
     drop(browser);
     server.shutdown().await;
 }
