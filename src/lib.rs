@@ -5,10 +5,11 @@ pub mod audio;
 pub mod caption;
 mod error;
 pub mod model;
+pub mod pipeline;
 mod segment;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod text;
 
 pub use error::{Error, Result};
-pub use segment::Segment;
+pub use segment::{CaptionEvent, Segment};

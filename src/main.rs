@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use cantocap::asr::{TranscribeOptions, WhisperModel};
 use cantocap::caption::{self, CaptionFormat, LayoutOptions};
 use cantocap::model::{self, Quantize};
+use cantocap::pipeline::{CaptionFileSink, Output, Summary};
 use cantocap::text::{CaptionRedactor, Redactor, Script, ScriptConverter};
 
 mod cli;
@@ -325,7 +326,6 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     };
     // Cheap checks first: a bad file or script should not wait for the model to load.
     let audio = cantocap::audio::read_wav(&args.file)?;
-    let converter = ScriptConverter::new(args.script)?;
     let (model_path, opts) = args.decode.resolve()?;
     let model = WhisperModel::load(&model_path)?;
     let opts =
@@ -351,44 +351,41 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     let audio_s = audio.duration_ms() as f64 / 1000.0;
     let compute_s = started.elapsed().as_secs_f64();
 
-    // Redacted before script conversion, as in every sink: labels get converted too.
-    let mut redactor = CaptionRedactor::new(Redactor::new(args.redact.options()));
-    let segments: Vec<_> = redactor
-        .redact_segments(segments)
-        .into_iter()
-        .map(|mut s| {
-            s.text = converter.convert(&s.text);
-            s
-        })
-        .collect();
+    // One pipeline, as `live` and `serve`: redacted before script conversion (labels
+    // get converted too), then laid out as a whole file.
     let layout = LayoutOptions {
         max_lines: args.max_lines.max(1),
         line_width: args.line_width.max(4.0),
         ..Default::default()
     };
-    let captions = caption::layout(&segments, &layout);
-
-    match &args.output {
-        Some(path) => write_atomically(path, |out| {
-            let mut writer = caption::writer_for(format, out);
-            caption::write_all(writer.as_mut(), &captions)?;
-            Ok(())
-        })?,
-        None => {
-            let mut writer = caption::writer_for(format, io::stdout());
-            caption::write_all(writer.as_mut(), &captions)?;
+    let redact = args.redact.options();
+    let write = |out: Box<dyn Write + Send>| -> Result<Summary> {
+        let mut output = Output::new(CaptionRedactor::new(Redactor::new(redact.clone())));
+        let writer = caption::writer_for(format, out);
+        output.add_sink(CaptionFileSink::whole(writer, args.script, layout.clone()))?;
+        Ok(output.emit_segments(segments.clone())?)
+    };
+    let summary = match &args.output {
+        Some(path) => {
+            let mut summary = None;
+            write_atomically(path, |out| {
+                summary = Some(write(out)?);
+                Ok(())
+            })?;
+            summary.expect("written")
         }
-    }
+        None => write(Box::new(io::stdout()))?,
+    };
     if io::stderr().is_terminal() {
         eprintln!(
-            "{} captions from {:.1} s of audio in {:.1} s (RTF {:.2})",
-            captions.len(),
+            "{} finals from {:.1} s of audio in {:.1} s (RTF {:.2})",
+            summary.finals,
             audio_s,
             compute_s,
             compute_s / audio_s.max(0.001)
         );
-        if !redactor.counts().is_empty() {
-            eprintln!("redacted: {}", redactor.counts());
+        if !summary.redactions.is_empty() {
+            eprintln!("redacted: {}", summary.redactions);
         }
     }
     Ok(())

@@ -14,5 +14,4 @@ pub mod whisper;
 
 pub use language::{plan_language, LanguagePlan, ModelCaps, CANTONESE_PROMPT};
 pub use stream::{CaptionEvent, StreamOptions, StreamStats, StreamingTranscriber};
-pub(crate) use whisper::quiet_whisper_logs;
 pub use whisper::{TranscribeOptions, WhisperModel};

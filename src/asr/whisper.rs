@@ -1,7 +1,6 @@
 //! One Whisper model, loaded once, transcribing 16 kHz mono audio into segments.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
@@ -92,13 +91,7 @@ impl std::fmt::Debug for WhisperModel {
     }
 }
 
-static QUIET: Once = Once::new();
-
-/// Route whisper.cpp's log lines (every load detail, on stderr) away, once per process,
-/// through whisper-rs's hooks, which discard them without a logging backend.
-pub(crate) fn quiet_whisper_logs() {
-    QUIET.call_once(whisper_rs::install_logging_hooks);
-}
+use crate::model::quiet_whisper_logs;
 
 impl WhisperModel {
     /// Load a ggml model file. The header is checked first, so a missing, foreign

@@ -80,7 +80,7 @@ impl SileroVad {
                 reason: "whisper.cpp needs a UTF-8 path".into(),
             });
         };
-        crate::asr::quiet_whisper_logs();
+        crate::model::quiet_whisper_logs();
         let mut params = WhisperVadContextParams::default();
         // One thread: the graph is tiny, and waking more costs more than it saves.
         params.set_n_threads(1);

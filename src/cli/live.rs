@@ -1,12 +1,12 @@
 //! `cantocap live`: live captions from a microphone, or a WAV file at real-time pace.
 //!
 //! Threads, as in the design: the source (this thread) reads the microphone ring or
-//! the file, resamples to 16 kHz and sends chunks; the ASR worker owns the
-//! [`StreamingTranscriber`] and turns chunks into events; events are converted to the
-//! chosen script and written to the terminal and files as they come.
+//! the file and sends chunks at their own rate; the ASR worker owns the
+//! [`CaptionPipeline`] (which resamples once, decodes, redacts, converts and writes
+//! to the terminal and files as events come).
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -15,16 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use cantocap::asr::{
-    CaptionEvent, StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel,
-};
-#[cfg(feature = "mic")]
-use cantocap::audio::StreamResampler;
-use cantocap::audio::WHISPER_SAMPLE_RATE;
-use cantocap::caption::{self, CaptionFormat, CaptionWriter, LayoutOptions};
-use cantocap::text::{
-    CaptionRedactor, RedactOptions, RedactionCounts, Redactor, Script, ScriptConverter,
-};
+use cantocap::asr::{StreamOptions, TranscribeOptions, WhisperModel};
+use cantocap::caption::{self, CaptionFormat, LayoutOptions};
+use cantocap::pipeline::{CaptionFileSink, CaptionPipeline, JsonlSink, Summary, TerminalSink};
+use cantocap::text::{CaptionRedactor, RedactOptions, Redactor, Script};
 
 /// How fast a file is streamed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,12 +65,12 @@ const CHUNK_MS: u64 = 100;
 pub fn run(cfg: LiveConfig) -> Result<()> {
     // Open the source first: no device or a bad file fails before the model loads.
     enum Source {
-        File(Vec<f32>),
+        File(cantocap::audio::AudioBuffer),
         #[cfg(feature = "mic")]
         Mic(cantocap::audio::mic::Microphone),
     }
     let source = match &cfg.input {
-        Some(path) => Source::File(cantocap::audio::read_wav(path)?.to_whisper_input()?),
+        Some(path) => Source::File(cantocap::audio::read_wav(path)?),
         None => {
             #[cfg(feature = "mic")]
             {
@@ -86,20 +80,33 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
             anyhow::bail!("this cantocap was built without microphone support (feature `mic`); use --input FILE.wav")
         }
     };
+    // The engine takes the source as it is: the pipeline resamples, once.
+    let (rate, channels) = match &source {
+        Source::File(audio) => (audio.sample_rate, audio.channels),
+        #[cfg(feature = "mic")]
+        Source::Mic(mic) => (mic.sample_rate(), mic.channels()),
+    };
 
-    let mut sinks = Sinks::open(&cfg)?;
     let model = Arc::new(WhisperModel::load(&cfg.model)?);
     let opts = StreamOptions {
         transcribe: cfg.transcribe.clone(),
         step_ms: cfg.step_ms,
         ..Default::default()
     };
-    let mut engine = StreamingTranscriber::new(Arc::clone(&model), WHISPER_SAMPLE_RATE, 1, opts)?;
-    if engine.plan().cantonese_via_zh {
+    let redactor = CaptionRedactor::new(Redactor::new(cfg.redact.clone()));
+    let mut pipeline = CaptionPipeline::new(Arc::clone(&model), rate, channels, opts, redactor)?;
+    if pipeline.engine().plan().cantonese_via_zh {
         eprintln!(
             "note: the model has no Cantonese (yue) token; decoding as zh with a Cantonese prompt"
         );
     }
+    let merge = !matches!((&source, cfg.speed), (Source::File(_), Speed::Max));
+    let started = Instant::now();
+    if merge {
+        // Live pace: events carry the wall clock.
+        pipeline = pipeline.with_clock(started);
+    }
+    add_sinks(&mut pipeline, &cfg)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -108,12 +115,8 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
     }
 
     let (tx, rx) = mpsc::channel::<Vec<f32>>();
-    let merge = !matches!((&source, cfg.speed), (Source::File(_), Speed::Max));
-    let started = Instant::now();
-    let live_clock = merge;
-    let mut redactor = CaptionRedactor::new(Redactor::new(cfg.redact.clone()));
-    let worker = std::thread::Builder::new().name("asr".into()).spawn(
-        move || -> Result<(StreamingTranscriber, Sinks, RedactionCounts)> {
+    let worker =
+        std::thread::Builder::new().name("asr".into()).spawn(move || -> Result<Summary> {
             while let Ok(mut chunk) = rx.recv() {
                 if merge {
                     // Catch up: everything that arrived while decoding goes in one push.
@@ -121,24 +124,19 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
                         chunk.extend(more);
                     }
                 }
-                for event in redactor.redact_all(engine.push(&chunk)?) {
-                    sinks.emit(event, live_clock.then(|| started.elapsed()))?;
+                if let Err(e) = pipeline.push(&chunk) {
+                    let _ = pipeline.abandon();
+                    return Err(e.into());
                 }
             }
-            let mut last = redactor.redact_all(engine.finish()?);
-            last.extend(redactor.finish());
-            for event in last {
-                sinks.emit(event, live_clock.then(|| started.elapsed()))?;
-            }
-            sinks.finish()?;
-            Ok((engine, sinks, redactor.counts()))
-        },
-    )?;
+            Ok(pipeline.finish()?)
+        })?;
 
     match source {
-        Source::File(samples) => {
-            let chunk = (WHISPER_SAMPLE_RATE as u64 * CHUNK_MS / 1000) as usize;
-            for (i, piece) in samples.chunks(chunk).enumerate() {
+        Source::File(audio) => {
+            let frame = usize::from(audio.channels.max(1));
+            let chunk = (audio.sample_rate as u64 * CHUNK_MS / 1000) as usize * frame;
+            for (i, piece) in audio.samples.chunks(chunk.max(frame)).enumerate() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -161,23 +159,16 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
                 mic.sample_rate(),
                 mic.channels()
             );
-            let mut resampler = StreamResampler::new(mic.sample_rate(), mic.channels())?;
-            let mut raw = Vec::with_capacity(mic.sample_rate() as usize);
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(CHUNK_MS / 2));
-                raw.clear();
+                let mut raw = Vec::with_capacity(mic.sample_rate() as usize);
                 if mic.read(&mut raw) == 0 {
                     continue;
                 }
-                let mut out = Vec::with_capacity(raw.len());
-                resampler.push(&raw, &mut out)?;
-                if tx.send(out).is_err() {
+                if tx.send(raw).is_err() {
                     break;
                 }
             }
-            let mut out = Vec::new();
-            resampler.flush(&mut out)?;
-            let _ = tx.send(out);
             if mic.dropped_samples() > 0 {
                 eprintln!(
                     "warning: {} samples were dropped: decoding could not keep up",
@@ -187,128 +178,48 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
         }
     }
     drop(tx);
-    let (engine, _sinks, redacted) =
-        worker.join().map_err(|_| anyhow::anyhow!("the ASR worker crashed"))??;
-    let stats = engine.stats();
+    let summary = worker.join().map_err(|_| anyhow::anyhow!("the ASR worker crashed"))??;
+    let stats = summary.stats.unwrap_or_default();
     if io::stderr().is_terminal() {
         eprintln!(
             "{} finals from {:.1} s of audio; {} decodes, {:.1} s compute (RTF {:.2})",
-            stats.finals,
+            summary.finals,
             stats.pushed_ms as f64 / 1000.0,
             stats.decodes,
             stats.compute_ms as f64 / 1000.0,
             stats.compute_ms as f64 / stats.pushed_ms.max(1) as f64
         );
-        if !redacted.is_empty() {
-            eprintln!("redacted: {redacted}");
+        if !summary.redactions.is_empty() {
+            eprintln!("redacted: {}", summary.redactions);
         }
     }
     Ok(())
 }
 
-/// Where events go: terminal, caption files, JSON lines.
-struct Sinks {
-    converter: ScriptConverter,
-    layout: LayoutOptions,
-    files: Vec<Box<dyn CaptionWriter + Send>>,
-    jsonl: Option<BufWriter<File>>,
-    terminal: bool,
-    partial_shown: bool,
-    next_index: usize,
-}
-
-impl Sinks {
-    fn open(cfg: &LiveConfig) -> Result<Self> {
-        let mut files = Vec::new();
-        for (path, format) in [(&cfg.srt, CaptionFormat::Srt), (&cfg.vtt, CaptionFormat::Vtt)] {
-            if let Some(path) = path {
-                let file = File::create(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                files.push(caption::writer_for(format, BufWriter::new(file)));
-            }
+/// The terminal, and the caption and JSON lines files asked for.
+fn add_sinks(pipeline: &mut CaptionPipeline, cfg: &LiveConfig) -> Result<()> {
+    let create = |path: &PathBuf| {
+        File::create(path)
+            .map(BufWriter::new)
+            .with_context(|| format!("cannot create {}", path.display()))
+    };
+    for (path, format) in [(&cfg.srt, CaptionFormat::Srt), (&cfg.vtt, CaptionFormat::Vtt)] {
+        if let Some(path) = path {
+            let writer = caption::writer_for(format, create(path)?);
+            pipeline.add_sink(CaptionFileSink::incremental(
+                writer,
+                cfg.script,
+                cfg.layout.clone(),
+            ))?;
         }
-        let jsonl = match &cfg.jsonl {
-            Some(path) => Some(BufWriter::new(
-                File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-            )),
-            None => None,
-        };
-        Ok(Self {
-            converter: ScriptConverter::new(cfg.script)?,
-            layout: cfg.layout.clone(),
-            files,
-            jsonl,
-            terminal: io::stdout().is_terminal(),
-            partial_shown: false,
-            next_index: 1,
-        })
     }
-
-    fn emit(&mut self, mut event: CaptionEvent, wall: Option<Duration>) -> Result<()> {
-        if let Some(wall) = wall {
-            event.set_emitted_ms(wall.as_millis() as u64);
-        }
-        let text = self.converter.convert(event.text());
-        *event.text_mut() = text;
-        if let Some(out) = &mut self.jsonl {
-            serde_json::to_writer(&mut *out, &event)?;
-            out.write_all(b"\n")?;
-            out.flush()?;
-        }
-        let mut stdout = io::stdout().lock();
-        match &event {
-            CaptionEvent::Partial { text, .. } => {
-                if self.terminal {
-                    // Rewrite the partial in place, dimmed.
-                    write!(stdout, "\r\x1b[2K\x1b[2m{}\x1b[0m", tail_chars(text, 60))?;
-                    stdout.flush()?;
-                    self.partial_shown = true;
-                }
-            }
-            // A final whose text the redactor holds back whole (it may be the start
-            // of a number): the next final carries it.
-            CaptionEvent::Final { text, .. } if text.is_empty() => {}
-            CaptionEvent::Final { text, start_ms, .. } => {
-                if self.partial_shown {
-                    write!(stdout, "\r\x1b[2K")?;
-                    self.partial_shown = false;
-                }
-                writeln!(stdout, "[{}] {}", clock(*start_ms), text)?;
-                stdout.flush()?;
-                let segment = event.to_segment();
-                for mut c in caption::layout(std::slice::from_ref(&segment), &self.layout) {
-                    c.index = self.next_index;
-                    self.next_index += 1;
-                    for file in &mut self.files {
-                        file.write_caption(&c)?;
-                    }
-                }
-            }
-        }
-        Ok(())
+    if let Some(path) = &cfg.jsonl {
+        pipeline.add_sink(JsonlSink::new(create(path)?, cfg.script))?;
     }
-
-    fn finish(&mut self) -> Result<()> {
-        if self.partial_shown {
-            print!("\r\x1b[2K");
-        }
-        for file in &mut self.files {
-            file.finish()?;
-        }
-        Ok(())
-    }
+    pipeline.add_sink(TerminalSink::new(io::stdout(), cfg.script, io::stdout().is_terminal()))?;
+    Ok(())
 }
 
-fn clock(ms: u64) -> String {
-    format!("{:02}:{:02}:{:02}.{}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms / 100 % 10)
-}
-
-fn tail_chars(text: &str, n: usize) -> String {
-    let count = text.chars().count();
-    text.chars().skip(count.saturating_sub(n)).collect()
-}
-
-/// Ctrl-C stops capture cleanly (finals are flushed) instead of killing the process.
 fn ctrlc_handler(f: impl Fn() + Send + 'static) {
     let _ = ctrlc::set_handler(f);
 }

@@ -98,7 +98,8 @@ pub struct ServeArgs {
     /// mono). Without it, audio is never written to disk. Needs --data-dir.
     #[arg(long)]
     pub record_audio: bool,
-    /// Do not log connections to stderr (warnings and errors are still logged).
+    /// Do not log connections to stderr (the start, ready and shutdown lines,
+    /// warnings and errors are still logged).
     #[arg(short, long)]
     pub quiet: bool,
     /// Log lines as plain text or as JSON objects (one per line, with the
@@ -124,13 +125,12 @@ pub enum LogFormat {
 /// Logs to stderr through a lossy background writer: a full pipe drops lines
 /// instead of stalling the server, and a closed stderr (`serve … 2>&1 | head`) is
 /// ignored rather than panicking. Keep the guard alive until the server stops.
-fn init_logging(format: LogFormat, quiet: bool) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .finish(std::io::stderr());
-    let default = if quiet { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).with_target(false).try_init(),
@@ -141,14 +141,14 @@ fn init_logging(format: LogFormat, quiet: bool) -> tracing_appender::non_blockin
 
 /// Run the server until SIGTERM or Ctrl-C, then shut down gracefully.
 pub fn run(args: ServeArgs) -> Result<()> {
-    let _logs = init_logging(args.log_format, args.quiet);
+    let _logs = init_logging(args.log_format);
     let mut config = ServerConfig {
         listen: args.listen,
         model: crate::resolve_model(args.model)?,
         step_ms: args.step_ms,
         data_dir: args.data_dir,
         allow_anonymous: args.allow_anonymous,
-        log: true,
+        log: !args.quiet,
         ..Default::default()
     };
     let mut transcribe = TranscribeOptions {

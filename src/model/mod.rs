@@ -29,3 +29,11 @@ pub use import::{
     import_ct2, import_ct2_with_progress, ImportReport, ParseQuantizeError, Quantize,
 };
 pub use silero::{import_silero, read_vad_model, SileroVersion};
+
+/// Route whisper.cpp's log lines (every load detail, on stderr) away, once per process,
+/// through whisper-rs's hooks, which discard them without a logging backend. Used by
+/// everything that loads a ggml model (Whisper, Silero VAD).
+pub(crate) fn quiet_whisper_logs() {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(whisper_rs::install_logging_hooks);
+}

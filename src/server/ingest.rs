@@ -26,8 +26,10 @@ use super::recording::Recorder;
 use super::session::{Continuation, Session};
 use super::viewers::{refuse, truncate};
 use super::{signalled, Hub};
-use crate::asr::{CaptionEvent, StreamOptions, StreamingTranscriber};
-use crate::text::{CaptionRedactor, Redactor, Script};
+use crate::asr::StreamOptions;
+use crate::pipeline::{AudioTap, CaptionPipeline, CaptionSink, Offset};
+use crate::text::{CaptionRedactor, RedactionCounts, Redactor, Script};
+use crate::CaptionEvent;
 use crate::Error;
 
 use super::http::ws::Ws;
@@ -157,7 +159,6 @@ pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
         input: input_rx,
         out: out.clone(),
         model,
-        redactor: CaptionRedactor::new(Redactor::new(hub.config.redact.clone())),
     };
     let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
         let summary = job.run();
@@ -244,10 +245,7 @@ async fn admit(
 }
 
 /// The first message, which must be a valid `start`; `None` if the client left.
-async fn read_start(
-    ws: &mut Ws,
-    start_secs: u64,
-) -> Option<Result<Start, (ErrorCode, String)>> {
+async fn read_start(ws: &mut Ws, start_secs: u64) -> Option<Result<Start, (ErrorCode, String)>> {
     let first = tokio::time::timeout(Duration::from_secs(start_secs.max(1)), ws.next()).await;
     Some(match first {
         Err(_) => Err((ErrorCode::BadStart, "no start message in time".to_string())),
@@ -515,15 +513,6 @@ async fn write_loop(
     None
 }
 
-/// What the engine has shown so far, in its own segment ids.
-#[derive(Default)]
-struct Shown {
-    last_final: u64,
-    partial: Option<CaptionEvent>,
-    /// Finals published.
-    finals: u64,
-}
-
 /// Everything the engine thread owns.
 struct Job {
     hub: Arc<Hub>,
@@ -533,26 +522,69 @@ struct Job {
     input: std_mpsc::Receiver<Input>,
     out: mpsc::UnboundedSender<Out>,
     model: Arc<crate::asr::WhisperModel>,
-    /// Applied to every event before the journal, viewers and the ingest client.
-    redactor: CaptionRedactor,
+}
+
+/// Arrival times of the audio, by stream ms, for the final latency metric: pushed
+/// by the engine thread, read by the [`SessionSink`].
+type Arrivals = Arc<std::sync::Mutex<VecDeque<(u64, Instant)>>>;
+
+/// The server's sink: each event is published to the session (journal, viewers),
+/// offered to the webhooks, counted in the metrics and echoed to the ingest client.
+struct SessionSink {
+    hub: Arc<Hub>,
+    session: Arc<Session>,
+    out: mpsc::UnboundedSender<Out>,
+    arrivals: Arrivals,
+    /// Where this connection's stream time starts in the session's.
+    time_offset_ms: u64,
+}
+
+impl CaptionSink for SessionSink {
+    fn event(&mut self, event: &CaptionEvent) -> crate::Result<()> {
+        let metrics = &self.hub.metrics;
+        if event.is_final() {
+            // Final latency: from the arrival of the audio that ends the utterance.
+            let local_end = event.span().1.saturating_sub(self.time_offset_ms);
+            let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            while arrivals.len() > 1 && arrivals[0].0 < local_end {
+                arrivals.pop_front();
+            }
+            if let Some((_, at)) = arrivals.front() {
+                metrics.final_latency.observe_ms(at.elapsed().as_millis() as u64);
+            }
+            metrics.finals.fetch_add(1, Relaxed);
+        } else {
+            metrics.partials.fetch_add(1, Relaxed);
+        }
+        let (CaptionEvent::Partial { lag_ms, .. } | CaptionEvent::Final { lag_ms, .. }) = event;
+        metrics.decode_lag.observe_ms(*lag_ms);
+        let (published, journaled) = self.session.publish(event.clone());
+        self.hub.webhooks.on_final(&self.session.id, &published.event);
+        if let Err(e) = journaled {
+            self.hub.log(format_args!("session {}: journal: {e}", self.session.id));
+            let _ = self
+                .out
+                .send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
+        }
+        let _ = self.out.send(Out::Event(published));
+        Ok(())
+    }
 }
 
 impl Job {
-    /// Returns the ms of audio received and the finals published.
-    fn run(mut self) -> (u64, u64) {
+    /// The engine and its pipeline, or `None` after telling the client why not.
+    fn pipeline(&self, arrivals: &Arrivals) -> Option<CaptionPipeline> {
         let mut transcribe = self.hub.config.transcribe.clone();
         if let Some(language) = &self.start.language {
             transcribe.language = Some(language.clone());
         }
         let opts =
             StreamOptions { transcribe, step_ms: self.hub.config.step_ms, ..Default::default() };
-        let mut engine = match StreamingTranscriber::new(
-            Arc::clone(&self.model),
-            self.start.sample_rate,
-            self.start.channels,
-            opts,
-        ) {
-            Ok(e) => e,
+        let (rate, channels) = (self.start.sample_rate, self.start.channels);
+        let redactor = CaptionRedactor::new(Redactor::new(self.hub.config.redact.clone()));
+        let model = Arc::clone(&self.model);
+        let pipeline = match CaptionPipeline::new(model, rate, channels, opts, redactor) {
+            Ok(p) => p,
             Err(e) => {
                 let code = match e {
                     Error::UnknownLanguage { .. } | Error::LanguageNotInModel { .. } => {
@@ -561,18 +593,37 @@ impl Job {
                     _ => ErrorCode::Internal,
                 };
                 let _ = self.out.send(Out::Fail(code, e.to_string()));
-                self.session.end_ingest(self.continuation.time_offset_ms);
-                return (0, 0);
+                return None;
             }
         };
+        let c = self.continuation;
+        let offset = Offset { segment: c.segment_offset, time_ms: c.time_offset_ms };
+        let mut pipeline = pipeline.with_offset(offset);
+        if let Some(tap) = self.recording() {
+            pipeline = pipeline.with_tap(tap);
+        }
+        let sink = SessionSink {
+            hub: Arc::clone(&self.hub),
+            session: Arc::clone(&self.session),
+            out: self.out.clone(),
+            arrivals: Arc::clone(arrivals),
+            time_offset_ms: c.time_offset_ms,
+        };
+        // Raw: viewers and the echo convert per script, once per event (`Published`).
+        pipeline.add_sink(sink).expect("the raw script needs no dictionaries");
+        Some(pipeline)
+    }
+
+    /// The `ready` message, once the engine has chosen its language.
+    fn ready(&self, pipeline: &CaptionPipeline) -> String {
         let limits = &self.hub.config.limits;
-        let ready = serde_json::json!({
+        serde_json::json!({
             "type": "ready",
             "session": self.session.id,
             "sample_rate": self.start.sample_rate,
             "channels": self.start.channels,
             "format": self.start.format,
-            "language": engine.plan().language,
+            "language": pipeline.engine().plan().language,
             "speaker": self.start.speaker,
             "next_segment": self.continuation.segment_offset + 1,
             "limits": {
@@ -582,177 +633,136 @@ impl Job {
                 "max_session_secs": limits.max_session_secs,
                 "idle_secs": limits.idle_secs,
             },
-        });
-        let _ = self.out.send(Out::Text(ready.to_string()));
-        self.hub.log(format_args!(
-            "session {}: ingest started ({} Hz, {} ch)",
-            self.session.id, self.start.sample_rate, self.start.channels
-        ));
-
-        let mut recorder = self.recorder();
-        let mut arrivals = VecDeque::new();
-        let mut shown = Shown::default();
-        let mut failed = false;
-        let mut finishing = false;
-        while !finishing && !failed {
-            let Ok(first) = self.input.recv() else { break };
-            let mut audio = Vec::new();
-            for item in
-                std::iter::once(first).chain(std::iter::from_fn(|| self.input.try_recv().ok()))
-            {
-                match item {
-                    Input::Audio { samples, end_ms, at } => {
-                        audio.extend_from_slice(&samples);
-                        arrivals.push_back((end_ms, at));
-                    }
-                    Input::Finish => finishing = true,
-                }
-            }
-            if audio.is_empty() {
-                continue;
-            }
-            if let Some(Err(e)) = recorder.as_mut().map(|r| r.push(&audio)) {
-                self.hub.log(format_args!("session {}: recording stopped: {e}", self.session.id));
-                recorder = None;
-            }
-            let events = {
-                let _permit = self.hub.pool.acquire();
-                engine.push(&audio)
-            };
-            failed = !self.emit(events, &mut arrivals, &mut shown, false);
-        }
-        if !failed {
-            let events = {
-                let _permit = self.hub.pool.acquire();
-                engine.finish()
-            };
-            let events = events.map(|mut events| {
-                // Nothing lost: a partial still showing when the stream ends becomes
-                // a final, even where the engine's last decode found nothing to commit.
-                if let Some(CaptionEvent::Partial {
-                    segment, text, start_ms, end_ms, lag_ms, ..
-                }) = shown.partial.take()
-                {
-                    let committed = events.iter().any(|e| e.is_final() && e.segment() >= segment);
-                    if segment > shown.last_final && !committed && !text.trim().is_empty() {
-                        let emitted_ms = engine.stats().pushed_ms;
-                        events.push(CaptionEvent::Final {
-                            segment,
-                            text,
-                            start_ms,
-                            end_ms,
-                            emitted_ms,
-                            lag_ms,
-                        });
-                    }
-                }
-                events
-            });
-            self.emit(events, &mut arrivals, &mut shown, true);
-        } else {
-            // The text the redactor still holds back is not lost with the engine.
-            self.emit(Ok(Vec::new()), &mut arrivals, &mut shown, true);
-        }
-        if let Some(Err(e)) = recorder.map(Recorder::finish) {
-            self.hub.log(format_args!("session {}: recording: {e}", self.session.id));
-        }
-        let end_ms = self.continuation.time_offset_ms + engine.stats().pushed_ms;
-        self.session.end_ingest(end_ms);
-        self.hub.webhooks.on_session_closed(&self.session.id, self.session.finals().len(), end_ms);
-        self.hub.log(format_args!(
-            "session {}: ingest ended after {:.1} s of audio; redacted {}",
-            self.session.id,
-            engine.stats().pushed_ms as f64 / 1000.0,
-            self.redactor.counts()
-        ));
-        (engine.stats().pushed_ms, shown.finals)
+        })
+        .to_string()
     }
 
-    /// The recorder of this connection's audio, with `record_audio` only.
-    fn recorder(&self) -> Option<Recorder> {
+    /// Decode until the input ends; returns the ms of audio received and the
+    /// finals published.
+    fn run(self) -> (u64, u64) {
+        let arrivals = Arrivals::default();
+        let Some(mut pipeline) = self.pipeline(&arrivals) else {
+            self.session.end_ingest(self.continuation.time_offset_ms);
+            return (0, 0);
+        };
+        let _ = self.out.send(Out::Text(self.ready(&pipeline)));
+        let id = &self.session.id;
+        let (rate, channels) = (self.start.sample_rate, self.start.channels);
+        self.hub.log(format_args!("session {id}: ingest started ({rate} Hz, {channels} ch)"));
+        let mut failed = None;
+        while let Some((audio, finishing)) = self.next_audio(&arrivals) {
+            let before = pipeline.redactions();
+            let pushed = {
+                let _permit = self.hub.pool.acquire();
+                pipeline.push(&audio)
+            };
+            self.count_redactions(pipeline.redactions() - before);
+            if let Err(e) = pushed {
+                failed = Some(e);
+                break;
+            }
+            if finishing {
+                break;
+            }
+        }
+        let before = pipeline.redactions();
+        let stats = pipeline.engine().stats().clone();
+        let summary = match failed {
+            None => {
+                let _permit = self.hub.pool.acquire();
+                pipeline.finish()
+            }
+            Some(e) => {
+                self.fail(&e);
+                // The text the redactor still holds back is not lost with the engine.
+                pipeline.abandon()
+            }
+        };
+        let summary = summary.unwrap_or_else(|e| {
+            self.fail(&e);
+            Default::default()
+        });
+        self.count_redactions(summary.redactions - before);
+        let pushed_ms = summary.stats.as_ref().unwrap_or(&stats).pushed_ms;
+        let end_ms = self.continuation.time_offset_ms + pushed_ms;
+        self.session.end_ingest(end_ms);
+        self.hub.webhooks.on_session_closed(id, self.session.finals().len(), end_ms);
+        self.hub.log(format_args!(
+            "session {id}: ingest ended after {:.1} s of audio; redacted {}",
+            pushed_ms as f64 / 1000.0,
+            summary.redactions
+        ));
+        (pushed_ms, summary.finals)
+    }
+
+    /// Everything queued, in one piece (a session that waited for a decode slot
+    /// decodes a longer step rather than building a queue), and whether the input
+    /// has ended; `None` once it has and nothing is left.
+    fn next_audio(&self, arrivals: &Arrivals) -> Option<(Vec<f32>, bool)> {
+        let first = self.input.recv().ok()?;
+        let mut audio = Vec::new();
+        let mut finishing = false;
+        for item in std::iter::once(first).chain(std::iter::from_fn(|| self.input.try_recv().ok()))
+        {
+            match item {
+                Input::Audio { samples, end_ms, at } => {
+                    audio.extend_from_slice(&samples);
+                    arrivals.lock().unwrap_or_else(|e| e.into_inner()).push_back((end_ms, at));
+                }
+                Input::Finish => finishing = true,
+            }
+        }
+        (!audio.is_empty() || finishing).then_some((audio, finishing))
+    }
+
+    fn count_redactions(&self, redacted: RedactionCounts) {
+        if !redacted.is_empty() {
+            self.session.add_redactions(redacted);
+            self.hub.metrics.redacted(redacted);
+        }
+    }
+
+    fn fail(&self, e: &Error) {
+        self.hub.log(format_args!("session {}: decoding failed: {e}", self.session.id));
+        let _ = self.out.send(Out::Fail(ErrorCode::Internal, format!("decoding failed: {e}")));
+    }
+
+    /// The recording of this connection's audio, with `record_audio` only.
+    fn recording(&self) -> Option<Recording> {
         let config = &self.hub.config;
         let dir = config.data_dir.as_deref().filter(|_| config.record_audio)?;
-        Recorder::create(dir, &self.session.id, self.start.sample_rate, self.start.channels)
+        let recorder = Recorder::create(dir, &self.session.id)
             .inspect_err(|e| {
                 self.hub.log(format_args!("session {}: cannot record: {e}", self.session.id))
             })
-            .ok()
+            .ok()?;
+        Some(Recording {
+            recorder: Some(recorder),
+            hub: Arc::clone(&self.hub),
+            session: self.session.id.clone(),
+        })
+    }
+}
+
+/// `--record-audio`: the pipeline's 16 kHz mono audio to `DATA_DIR/SESSION.N.wav`.
+/// A write error stops the recording (logged), never the captions.
+struct Recording {
+    recorder: Option<Recorder>,
+    hub: Arc<Hub>,
+    session: String,
+}
+
+impl AudioTap for Recording {
+    fn audio(&mut self, samples: &[f32]) {
+        if let Some(Err(e)) = self.recorder.as_mut().map(|r| r.push(samples)) {
+            self.hub.log(format_args!("session {}: recording stopped: {e}", self.session));
+            self.recorder = None;
+        }
     }
 
-    /// Redact and publish events (with what the redactor still holds if `last`);
-    /// false (after telling the client) if the engine failed.
-    fn emit(
-        &mut self,
-        events: crate::Result<Vec<CaptionEvent>>,
-        arrivals: &mut VecDeque<(u64, Instant)>,
-        shown: &mut Shown,
-        last: bool,
-    ) -> bool {
-        let events = match events {
-            Ok(e) => e,
-            Err(e) => {
-                self.hub.log(format_args!("session {}: decoding failed: {e}", self.session.id));
-                let _ =
-                    self.out.send(Out::Fail(ErrorCode::Internal, format!("decoding failed: {e}")));
-                return false;
-            }
-        };
-        // What the engine showed (unredacted: the stream's end may commit it).
-        for event in &events {
-            if event.is_final() {
-                shown.last_final = event.segment();
-                shown.partial = None;
-            } else {
-                shown.partial = Some(event.clone());
-            }
+    fn finish(&mut self) {
+        if let Some(Err(e)) = self.recorder.as_mut().map(Recorder::finish) {
+            self.hub.log(format_args!("session {}: recording: {e}", self.session));
         }
-        let before = self.redactor.counts();
-        let mut events = self.redactor.redact_all(events);
-        if last {
-            events.extend(self.redactor.finish());
-        }
-        let redacted = self.redactor.counts() - before;
-        let metrics = &self.hub.metrics;
-        if !redacted.is_empty() {
-            self.session.add_redactions(redacted);
-            metrics.redacted(redacted);
-        }
-        for mut event in events {
-            let (_, local_end) = event.span();
-            if event.is_final() {
-                // Final latency: from the arrival of the audio that ends the utterance.
-                while arrivals.len() > 1 && arrivals[0].0 < local_end {
-                    arrivals.pop_front();
-                }
-                if let Some((_, at)) = arrivals.front() {
-                    metrics.final_latency.observe_ms(at.elapsed().as_millis() as u64);
-                }
-                metrics.finals.fetch_add(1, Relaxed);
-                shown.finals += 1;
-            } else {
-                metrics.partials.fetch_add(1, Relaxed);
-            }
-            let c = self.continuation;
-            match &mut event {
-                CaptionEvent::Partial { segment, start_ms, end_ms, emitted_ms, lag_ms, .. }
-                | CaptionEvent::Final { segment, start_ms, end_ms, emitted_ms, lag_ms, .. } => {
-                    *segment += c.segment_offset;
-                    *start_ms += c.time_offset_ms;
-                    *end_ms += c.time_offset_ms;
-                    *emitted_ms += c.time_offset_ms;
-                    metrics.decode_lag.observe_ms(*lag_ms);
-                }
-            }
-            let (published, journaled) = self.session.publish(event);
-            self.hub.webhooks.on_final(&self.session.id, &published.event);
-            if let Err(e) = journaled {
-                self.hub.log(format_args!("session {}: journal: {e}", self.session.id));
-                let _ = self
-                    .out
-                    .send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
-            }
-            let _ = self.out.send(Out::Event(published));
-        }
-        true
     }
 }

@@ -8,15 +8,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::audio::{StreamResampler, WHISPER_SAMPLE_RATE};
+use crate::audio::WHISPER_SAMPLE_RATE;
 use crate::{Error, Result};
 
 /// Writes one connection's audio.
 pub(crate) struct Recorder {
     path: PathBuf,
     file: File,
-    resampler: StreamResampler,
-    mono: Vec<f32>,
     bytes: Vec<u8>,
     data_len: u32,
 }
@@ -45,15 +43,9 @@ fn header(data_len: u32) -> [u8; 44] {
 }
 
 impl Recorder {
-    /// Start the next recording of `session` (the first free `N` from 1), for audio
-    /// arriving at `sample_rate` with `channels`.
-    pub(crate) fn create(
-        dir: &Path,
-        session: &str,
-        sample_rate: u32,
-        channels: u16,
-    ) -> Result<Self> {
-        let resampler = StreamResampler::new(sample_rate, channels)?;
+    /// Start the next recording of `session` (the first free `N` from 1), of the
+    /// 16 kHz mono audio the pipeline hears.
+    pub(crate) fn create(dir: &Path, session: &str) -> Result<Self> {
         let mut n = 1;
         let (path, mut file) = loop {
             let path = path_for(dir, session, n);
@@ -64,30 +56,21 @@ impl Recorder {
             }
         };
         file.write_all(&header(0)).map_err(|source| Error::Io { path: path.clone(), source })?;
-        Ok(Self { path, file, resampler, mono: Vec::new(), bytes: Vec::new(), data_len: 0 })
+        Ok(Self { path, file, bytes: Vec::new(), data_len: 0 })
     }
 
-    /// Append interleaved samples at the input rate.
-    pub(crate) fn push(&mut self, samples: &[f32]) -> Result<()> {
-        self.mono.clear();
-        self.resampler.push(samples, &mut self.mono)?;
-        self.write()
-    }
-
-    /// Write what the resampler still holds, and force the file to disk.
-    pub(crate) fn finish(mut self) -> Result<PathBuf> {
-        self.mono.clear();
-        self.resampler.flush(&mut self.mono)?;
-        self.write()?;
+    /// Force the file to disk.
+    pub(crate) fn finish(&mut self) -> Result<&Path> {
         self.file.sync_data().map_err(|source| Error::Io { path: self.path.clone(), source })?;
-        Ok(self.path)
+        Ok(&self.path)
     }
 
-    fn write(&mut self) -> Result<()> {
+    /// Append 16 kHz mono samples.
+    pub(crate) fn push(&mut self, mono: &[f32]) -> Result<()> {
         // A WAV holds at most 4 GiB (about 37 h here); stop there.
         let room = (u32::MAX - 36 - self.data_len) as usize / 2;
         self.bytes.clear();
-        for &x in self.mono.iter().take(room) {
+        for &x in mono.iter().take(room) {
             self.bytes
                 .extend_from_slice(&((x.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes());
         }
@@ -113,28 +96,25 @@ mod tests {
     #[test]
     fn valid_wav_at_every_moment_and_numbered_per_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = Recorder::create(dir.path(), "s", 48_000, 2).unwrap();
+        let mut r = Recorder::create(dir.path(), "s").unwrap();
         assert_eq!(r.path, path_for(dir.path(), "s", 1));
-        // 0.5 s of 48 kHz stereo, a 440 Hz tone.
-        let tone: Vec<f32> = (0..24_000)
-            .flat_map(|i| {
-                let x = (i as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 0.5;
-                [x, x]
-            })
+        // 0.5 s of a 440 Hz tone.
+        let tone: Vec<f32> = (0..8_000)
+            .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin() * 0.5)
             .collect();
         r.push(&tone).unwrap();
         // Readable before the end (as after a crash).
         let audio = crate::audio::read_wav(&path_for(dir.path(), "s", 1)).unwrap();
         assert_eq!(audio.sample_rate, 16_000);
-        assert!(audio.samples.len() > 7000 && audio.samples.len() <= 8000);
+        assert_eq!(audio.samples.len(), 8000);
         r.push(&tone).unwrap();
-        let path = r.finish().unwrap();
+        let path = r.finish().unwrap().to_path_buf();
         let audio = crate::audio::read_wav(&path).unwrap();
         assert_eq!((audio.sample_rate, audio.channels), (16_000, 1));
         assert_eq!(audio.samples.len(), 16_000);
         let peak = audio.samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!((peak - 0.5).abs() < 0.02, "{peak}");
-        let second = Recorder::create(dir.path(), "s", 16_000, 1).unwrap();
+        let second = Recorder::create(dir.path(), "s").unwrap();
         assert_eq!(second.path, path_for(dir.path(), "s", 2));
     }
 }

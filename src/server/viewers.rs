@@ -97,7 +97,8 @@ async fn wait_for(ws: &mut Ws, hub: &Hub, id: &str) -> Option<Arc<Session>> {
     }
     if hub.waiting_viewers.fetch_add(1, Relaxed) >= limits.max_viewers_per_session {
         hub.waiting_viewers.fetch_sub(1, Relaxed);
-        let msg = format!("{} viewers are already waiting for sessions", limits.max_viewers_per_session);
+        let msg =
+            format!("{} viewers are already waiting for sessions", limits.max_viewers_per_session);
         refuse(ws, hub, ErrorCode::TooManyViewers, &msg).await;
         return None;
     }

@@ -97,7 +97,7 @@
 
 use super::redact::{ascii_form, classify, is_email_address, Class};
 use super::{Redacted, RedactionCounts, RedactionKind, RedactionTypes, Redactor};
-use crate::asr::CaptionEvent;
+use crate::CaptionEvent;
 use crate::Segment;
 
 /// Characters of emitted text kept as context for the next final: enough for an

@@ -302,9 +302,11 @@ fn log_format_json_writes_one_json_object_per_line() {
     assert!(!out.status.success(), "a missing model is an error");
     let err = String::from_utf8_lossy(&out.stderr);
     let logs: Vec<Value> = err.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let listening = logs
-        .iter()
-        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("listening on http://127.0.0.1:")));
+    let listening = logs.iter().find(|l| {
+        l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening on http://127.0.0.1:"))
+    });
     let listening = listening.unwrap_or_else(|| panic!("{err}"));
     assert_eq!(listening["level"], "INFO");
     assert!(err.contains("missing.bin"), "the error names the model: {err}");
