@@ -325,7 +325,7 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
         (None, None) => CaptionFormat::Srt,
     };
     // Cheap checks first: a bad file or script should not wait for the model to load.
-    let audio = cantocap::audio::read_wav(&args.file)?;
+    let audio = read_audio(&args.file)?;
     let (model_path, opts) = args.decode.resolve()?;
     let model = WhisperModel::load(&model_path)?;
     let opts =
@@ -389,6 +389,30 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Read a WAV file, saying on stderr when it was cut short (an interrupted copy, a
+/// crashed recorder): what is there is still transcribed.
+pub(crate) fn read_audio(path: &Path) -> Result<cantocap::audio::AudioBuffer> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let (audio, info) = cantocap::audio::read_wav_with_info(io::BufReader::new(file), path)?;
+    if info.truncated {
+        let held = audio.duration_ms() as f64 / 1000.0;
+        let declared = info
+            .declared_frames
+            .map(|frames| {
+                format!(
+                    " of the {:.1} s its header declares",
+                    frames as f64 / f64::from(audio.sample_rate)
+                )
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "warning: {} is cut short: it holds {held:.1} s of audio{declared}; transcribing what is there",
+            path.display()
+        );
+    }
+    Ok(audio)
 }
 
 /// A progress bar on stderr for files longer than a few seconds; hidden when

@@ -12,8 +12,8 @@ use super::writer::check_times;
 use super::{Caption, CaptionWriter};
 use crate::Result;
 
-/// Writes one JSON object per caption: `type` (always `"final"`), `segment` (the
-/// caption's index), `text` (its lines joined by [`Caption::text`]), `start_ms` and
+/// Writes one JSON object per caption: `type` (always `"final"`), `segment` (the id
+/// of the final it came from, [`Caption::segment`], else the caption's index), `text` (its lines joined by [`Caption::text`]), `start_ms` and
 /// `end_ms`, in that order, with non-ASCII text as UTF-8.
 #[derive(Debug)]
 pub struct JsonlWriter<W> {
@@ -25,7 +25,7 @@ pub struct JsonlWriter<W> {
 struct Final<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    segment: usize,
+    segment: u64,
     text: &'a str,
     start_ms: u64,
     end_ms: u64,
@@ -49,7 +49,7 @@ impl<W: Write> CaptionWriter for JsonlWriter<W> {
         let text = caption.text();
         let event = Final {
             kind: "final",
-            segment: caption.index,
+            segment: caption.segment.unwrap_or(caption.index as u64),
             text: &text,
             start_ms: caption.start_ms,
             end_ms: caption.end_ms,
@@ -75,19 +75,28 @@ mod tests {
         let mut writer = JsonlWriter::new(Vec::new());
         let captions = [
             Caption {
+                segment: None,
                 index: 1,
                 start_ms: 1000,
                 end_ms: 3500,
                 lines: vec!["我哋聽日用 Zoom 開會，".into(), "記得 \"send\"\n".into()],
             },
-            Caption { index: 2, start_ms: 3500, end_ms: 4500, lines: vec![] },
+            Caption { segment: None, index: 2, start_ms: 3500, end_ms: 4500, lines: vec![] },
+            Caption {
+                segment: Some(41),
+                index: 3,
+                start_ms: 4500,
+                end_ms: 5000,
+                lines: vec!["x".into()],
+            },
         ];
         super::super::write_all(&mut writer, &captions).unwrap();
         let out = String::from_utf8(writer.into_inner()).unwrap();
         assert_eq!(
             out,
             "{\"type\":\"final\",\"segment\":1,\"text\":\"我哋聽日用 Zoom 開會，記得 \\\"send\\\"\",\"start_ms\":1000,\"end_ms\":3500}\n\
-             {\"type\":\"final\",\"segment\":2,\"text\":\"\",\"start_ms\":3500,\"end_ms\":4500}\n"
+             {\"type\":\"final\",\"segment\":2,\"text\":\"\",\"start_ms\":3500,\"end_ms\":4500}\n\
+             {\"type\":\"final\",\"segment\":41,\"text\":\"x\",\"start_ms\":4500,\"end_ms\":5000}\n"
         );
     }
 }

@@ -61,6 +61,10 @@ impl Default for LayoutOptions {
 /// One caption: what is on screen from `start_ms` to `end_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Caption {
+    /// The id of the final (segment) its first word came from, when laid out from
+    /// finals with ids ([`layout_finals`]); `None` from plain segments ([`layout`]).
+    /// JSON lines output carries it, so transcripts match the ids of live events.
+    pub segment: Option<u64>,
     /// Position in the caption list, from 1 (as in SRT).
     pub index: usize,
     /// When it appears, in ms from the start of the audio.
@@ -116,6 +120,22 @@ pub fn display_width(s: &str) -> f32 {
 /// Durations are at most `max_duration_ms` and at least `min_duration_ms` unless
 /// the next caption starts too soon to allow it.
 pub fn layout(segments: &[Segment], opts: &LayoutOptions) -> Vec<Caption> {
+    layout_with_ids(segments, None, opts)
+}
+
+/// [`layout`] of finals with their segment ids: each caption carries the id of the
+/// final its first word came from (a caption that spans finals takes the first
+/// one's), in [`Caption::segment`].
+pub fn layout_finals(finals: &[(u64, Segment)], opts: &LayoutOptions) -> Vec<Caption> {
+    let (ids, segments): (Vec<u64>, Vec<Segment>) = finals.iter().cloned().unzip();
+    layout_with_ids(&segments, Some(&ids), opts)
+}
+
+fn layout_with_ids(
+    segments: &[Segment],
+    ids: Option<&[u64]>,
+    opts: &LayoutOptions,
+) -> Vec<Caption> {
     let limits = Limits::new(opts);
     let atoms = atomize(segments);
     if atoms.is_empty() {
@@ -128,6 +148,7 @@ pub fn layout(segments: &[Segment], opts: &LayoutOptions) -> Vec<Caption> {
     for to in cuts {
         let lines = break_lines(&atoms[from..to], &bounds[from..to - 1], &limits);
         captions.push(Caption {
+            segment: ids.and_then(|ids| ids.get(atoms[from].source).copied()),
             index: captions.len() + 1,
             start_ms: atoms[from].start_ms,
             end_ms: atoms[to - 1].end_ms,
@@ -330,13 +351,15 @@ struct Atom {
     space_before: bool,
     /// Which (non-empty) segment it came from.
     seg: usize,
+    /// The index of that segment in the caller's slice.
+    source: usize,
     start_ms: u64,
     end_ms: u64,
 }
 
 impl Atom {
     fn new(c: char, units: u32, space_before: bool) -> Self {
-        Self { text: c.to_string(), units, space_before, seg: 0, start_ms: 0, end_ms: 0 }
+        Self { text: c.to_string(), units, space_before, seg: 0, source: 0, start_ms: 0, end_ms: 0 }
     }
 
     fn push(&mut self, c: char, units: u32) {
@@ -440,12 +463,12 @@ fn tokenize(text: &str) -> Vec<Atom> {
 
 /// All segments' atoms, with times.
 fn atomize(segments: &[Segment]) -> Vec<Atom> {
-    let mut order: Vec<&Segment> = segments.iter().collect();
-    order.sort_by_key(|s| s.start_ms);
+    let mut order: Vec<(usize, &Segment)> = segments.iter().enumerate().collect();
+    order.sort_by_key(|(_, s)| s.start_ms);
     let mut atoms: Vec<Atom> = Vec::new();
     let mut seg = 0;
     let mut prev_end = 0u64;
-    for segment in order {
+    for (source, segment) in order {
         let mut pieces = tokenize(&segment.text);
         if pieces.is_empty() {
             continue;
@@ -463,6 +486,7 @@ fn atomize(segments: &[Segment]) -> Vec<Atom> {
         let mut done = 0;
         for mut atom in pieces {
             atom.seg = seg;
+            atom.source = source;
             atom.start_ms = at(done);
             done += atom.units;
             atom.end_ms = at(done);
@@ -925,11 +949,31 @@ mod tests {
     }
 
     #[test]
+    fn captions_laid_out_from_finals_carry_the_finals_ids() {
+        let finals = [
+            (7, seg(0, 1500, "Good morning everyone.")),
+            (8, seg(1600, 9000, "Today we will review the quarterly budget and then the hiring plan for next year, one item at a time.")),
+            (9, seg(9100, 9600, "OK.")),
+        ];
+        let captions = layout_finals(&finals, &opts());
+        assert!(captions.len() >= 3, "{captions:?}");
+        assert_eq!(captions[0].segment, Some(7));
+        // A long final split over captions: each piece keeps its id.
+        let eights = captions.iter().filter(|c| c.segment == Some(8)).count();
+        assert!(eights >= 2, "{captions:?}");
+        let ids: Vec<_> = captions.iter().map(|c| c.segment.unwrap()).collect();
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{ids:?}");
+        assert!(ids.contains(&9) || captions.last().unwrap().text().contains("OK"), "{captions:?}");
+        assert!(layout(&[seg(0, 900, "hi")], &opts())[0].segment.is_none());
+    }
+
+    #[test]
     fn a_short_segment_is_one_line() {
         let captions = layout(&[seg(500, 2500, "我哋今日去飲茶。")], &opts());
         assert_eq!(
             captions,
             [Caption {
+                segment: None,
                 index: 1,
                 start_ms: 500,
                 end_ms: 2500,
@@ -1138,6 +1182,7 @@ mod tests {
     #[test]
     fn text_joins_lines_by_script() {
         let c = |lines: &[&str]| Caption {
+            segment: None,
             index: 1,
             start_ms: 0,
             end_ms: 1,

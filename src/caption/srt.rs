@@ -207,7 +207,7 @@ pub fn parse_srt(text: &str) -> Result<Vec<Caption>> {
         if text_lines.is_empty() {
             return Err(bad(n, format!("caption {index} has no text")));
         }
-        captions.push(Caption { index, start_ms, end_ms, lines: text_lines });
+        captions.push(Caption { segment: None, index, start_ms, end_ms, lines: text_lines });
     }
     Ok(captions)
 }
@@ -217,7 +217,13 @@ mod tests {
     use super::*;
 
     fn caption(index: usize, start_ms: u64, end_ms: u64, lines: &[&str]) -> Caption {
-        Caption { index, start_ms, end_ms, lines: lines.iter().map(|s| s.to_string()).collect() }
+        Caption {
+            segment: None,
+            index,
+            start_ms,
+            end_ms,
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     fn write(captions: &[Caption]) -> String {

@@ -50,13 +50,26 @@ mod tests {
         let mut writer = TxtWriter::new(Vec::new());
         let captions = [
             Caption {
+                segment: None,
                 index: 1,
                 start_ms: 0,
                 end_ms: 1000,
                 lines: vec!["我哋聽日用".into(), "Zoom 開會".into()],
             },
-            Caption { index: 2, start_ms: 1000, end_ms: 2000, lines: vec![" ".into()] },
-            Caption { index: 3, start_ms: 2000, end_ms: 3000, lines: vec!["a\nb".into()] },
+            Caption {
+                segment: None,
+                index: 2,
+                start_ms: 1000,
+                end_ms: 2000,
+                lines: vec![" ".into()],
+            },
+            Caption {
+                segment: None,
+                index: 3,
+                start_ms: 2000,
+                end_ms: 3000,
+                lines: vec!["a\nb".into()],
+            },
         ];
         super::super::write_all(&mut writer, &captions).unwrap();
         assert_eq!(String::from_utf8(writer.into_inner()).unwrap(), "我哋聽日用 Zoom 開會\na b\n");

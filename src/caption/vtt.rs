@@ -224,7 +224,7 @@ pub fn parse_vtt(text: &str) -> Result<Vec<Caption>> {
         if text_lines.is_empty() {
             return Err(bad(n, format!("cue {index} has no text")));
         }
-        captions.push(Caption { index, start_ms, end_ms, lines: text_lines });
+        captions.push(Caption { segment: None, index, start_ms, end_ms, lines: text_lines });
     }
     Ok(captions)
 }
@@ -235,7 +235,13 @@ mod tests {
     use crate::Error;
 
     fn caption(index: usize, start_ms: u64, end_ms: u64, lines: &[&str]) -> Caption {
-        Caption { index, start_ms, end_ms, lines: lines.iter().map(|s| s.to_string()).collect() }
+        Caption {
+            segment: None,
+            index,
+            start_ms,
+            end_ms,
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     fn write(captions: &[Caption]) -> String {

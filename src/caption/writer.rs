@@ -193,15 +193,26 @@ mod tests {
             CaptionFormat::ALL.into_iter().map(|f| writer_for(f, Vec::new())).collect();
         for writer in &mut writers {
             assert_send(writer);
-            let caption =
-                Caption { index: 1, start_ms: 0, end_ms: 1000, lines: vec!["好".into()] };
+            let caption = Caption {
+                segment: None,
+                index: 1,
+                start_ms: 0,
+                end_ms: 1000,
+                lines: vec!["好".into()],
+            };
             write_all(writer.as_mut(), &[caption]).unwrap();
         }
     }
 
     #[test]
     fn backwards_captions_are_refused() {
-        let caption = Caption { index: 3, start_ms: 2000, end_ms: 1000, lines: vec!["好".into()] };
+        let caption = Caption {
+            segment: None,
+            index: 3,
+            start_ms: 2000,
+            end_ms: 1000,
+            lines: vec!["好".into()],
+        };
         for format in [CaptionFormat::Srt, CaptionFormat::Vtt] {
             let err = writer_for(format, Vec::new()).write_caption(&caption).unwrap_err();
             assert!(err.to_string().contains("caption 3 ends"), "{err}");

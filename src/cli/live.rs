@@ -70,7 +70,7 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
         Mic(cantocap::audio::mic::Microphone),
     }
     let source = match &cfg.input {
-        Some(path) => Source::File(cantocap::audio::read_wav(path)?),
+        Some(path) => Source::File(crate::read_audio(path)?),
         None => {
             #[cfg(feature = "mic")]
             {

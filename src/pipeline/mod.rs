@@ -489,15 +489,17 @@ mod tests {
         output.emit(Vec::new(), true).unwrap();
         assert!(*hk_done.lock().unwrap(), "finish reaches the sinks");
         let (hk, cn, raw) = (hk.lock().unwrap(), cn.lock().unwrap(), raw.lock().unwrap());
-        assert_eq!(hk.len(), 1);
-        assert!(hk[0].text().starts_with("我哋開會"), "{}", hk[0].text());
-        assert!(cn[0].text().starts_with("我哋开会"), "{}", cn[0].text());
-        assert!(raw[0].text().starts_with("我哋开会"), "{}", raw[0].text());
-        for e in [&hk[0], &cn[0], &raw[0]] {
+        // The number may be held back to the end of the stream: join what came.
+        let joined = |events: &[CaptionEvent]| events.iter().map(|e| e.text()).collect::<String>();
+        assert!(joined(&hk).starts_with("我哋開會"), "{}", joined(&hk));
+        assert!(joined(&cn).starts_with("我哋开会"), "{}", joined(&cn));
+        assert!(joined(&raw).starts_with("我哋开会"), "{}", joined(&raw));
+        for e in hk.iter().chain(cn.iter()).chain(raw.iter()) {
             assert!(!e.text().contains("9123"), "redacted before any sink: {}", e.text());
-            assert_eq!((e.segment(), e.span()), (11, (61_000, 61_900)));
+            assert!(e.segment() >= 11 && e.span().0 >= 61_000, "offset: {e:?}");
         }
-        assert_eq!(output.finals, 1);
+        assert_eq!((hk[0].segment(), hk[0].span()), (11, (61_000, 61_900)));
+        assert_eq!(output.finals, hk.len() as u64);
         assert_eq!(output.redactions().total(), 1);
     }
 

@@ -105,6 +105,7 @@ fn vtt_round_trips() {
     assert_eq!(parse_vtt(&text).unwrap(), captions);
     // Escaping survives the trip too.
     let odd = [Caption {
+        segment: None,
         index: 1,
         start_ms: 0,
         end_ms: 1000,

@@ -169,6 +169,35 @@ fn a_truncated_wav_is_handled() {
 }
 
 #[test]
+fn a_wav_cut_short_inside_its_data_is_transcribed_with_a_warning() {
+    let _lock = whisper_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // Through sox: a plain 44-byte header with the data length filled in.
+    let wav = dir.path().join("whole.wav");
+    sox(&[s(&english(dir.path())), "-r", "16000", "-b", "16", s(&wav)]);
+    let bytes = std::fs::read(&wav).unwrap();
+    let cut = dir.path().join("cut.wav");
+    // Two thirds of the data: the header still declares all of it.
+    std::fs::write(&cut, &bytes[..44 + (bytes.len() - 44) * 2 / 3 / 2 * 2]).unwrap();
+    let out = run(&["transcribe", s(&cut), "-l", "en", "-m", s(&base())]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("cut.wav is cut short") && err.contains(" s of audio"), "{err}");
+    let declared = err.split("of the ").nth(1).and_then(|r| r.split(' ').next());
+    let held = err.split("holds ").nth(1).and_then(|r| r.split(' ').next());
+    let (declared, held): (f64, f64) =
+        (declared.unwrap().parse().unwrap(), held.unwrap().parse().unwrap());
+    assert!((held / declared - 2.0 / 3.0).abs() < 0.05, "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "what is there is transcribed"
+    );
+    // An intact file gets no warning.
+    let out = run(&["transcribe", s(&wav), "-l", "en", "-m", s(&base())]);
+    assert!(out.status.success() && !stderr(&out).contains("cut short"), "{}", stderr(&out));
+}
+
+#[test]
 fn nan_samples_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nan.wav");

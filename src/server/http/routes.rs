@@ -156,16 +156,17 @@ async fn transcript(
         }
     };
     let converter = hub.converters.get(script);
-    let segments: Vec<_> = session
+    // Laid out with the finals' ids: JSON lines carry the ids viewers and webhooks saw.
+    let finals: Vec<_> = session
         .finals()
         .iter()
         .map(|f| {
             let mut s = f.to_segment();
             s.text = converter.convert(&s.text);
-            s
+            (f.segment(), s)
         })
         .collect();
-    let captions = caption::layout(&segments, &LayoutOptions::default());
+    let captions = caption::layout_finals(&finals, &LayoutOptions::default());
     let body = SharedBuf::default();
     let written = caption::write_all(caption::writer_for(format, body.clone()).as_mut(), &captions);
     let body = std::mem::take(&mut *body.0.lock().unwrap_or_else(|e| e.into_inner()));
@@ -184,7 +185,7 @@ async fn transcript(
     };
     let mut entry =
         caller.client.entry(audit::Event::TranscriptRead).session(&id).detail(format.to_string());
-    entry.captions = Some(segments.len() as u64);
+    entry.captions = Some(finals.len() as u64);
     hub.audit(entry);
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
