@@ -6,6 +6,7 @@ pub mod caption;
 mod error;
 pub mod model;
 pub mod pipeline;
+pub mod privacy;
 mod segment;
 #[cfg(feature = "server")]
 pub mod server;

@@ -70,11 +70,9 @@ next final.")]
     #[cfg(feature = "server")]
     Serve(cli::serve::ServeArgs),
     /// Check the server's audit log.
-    #[cfg(feature = "server")]
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
     /// Delete session journals and recordings older than a limit (server stopped).
-    #[cfg(feature = "server")]
     Purge(cli::purge::PurgeArgs),
     /// List audio input devices and their sample rates.
     Devices,
@@ -288,9 +286,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices => devices(),
         #[cfg(feature = "server")]
         Command::Serve(args) => cli::serve::run(args),
-        #[cfg(feature = "server")]
         Command::Audit(command) => cli::audit::run(command),
-        #[cfg(feature = "server")]
         Command::Purge(args) => cli::purge::run(args),
         Command::Redact(args) => cli::redact::run(args),
     }

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
-use cantocap::server::audit::AuditLog;
-use cantocap::server::retention::{self, Retention};
+use cantocap::privacy::audit::AuditLog;
+use cantocap::privacy::retention::{self, Retention};
 
 /// Options of `cantocap purge`.
 #[derive(clap::Args, Debug)]

@@ -168,6 +168,9 @@ impl Server {
                 .map_err(|source| Error::Io { path: dir.clone(), source })?;
         }
         let audit = config.audit_log.as_deref().map(audit::AuditLog::open).transpose()?;
+        if let Some(why) = audit.as_ref().and_then(|log| log.restarted()) {
+            tracing::warn!("audit log: the chain was damaged and has been restarted: {why}");
+        }
         let listener = TcpListener::bind(config.listen).await.map_err(|e| Error::ServerConfig {
             reason: format!("cannot listen on {}: {e}", config.listen),
         })?;
@@ -286,6 +289,10 @@ impl Server {
             deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(2));
         let _ = tokio::time::timeout(remaining, self.tasks.recv()).await;
         self.hub.webhooks.shutdown(Duration::from_secs(5)).await;
+        if let Some(log) = &self.hub.audit {
+            // Keep it elsewhere: `cantocap audit verify --expect-last HASH`.
+            tracing::info!("audit log {}: last hash {}", log.path().display(), log.last_hash());
+        }
         self.hub.log(format_args!("stopped"));
     }
 }

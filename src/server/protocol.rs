@@ -265,13 +265,7 @@ pub fn check_start(start: &Start) -> Result<(), String> {
     Ok(())
 }
 
-/// Is this a usable session id: 1–64 characters of `A-Z a-z 0-9 _ - .`, not
-/// starting with a dot (it names the journal file)?
-pub fn valid_session_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
+pub use crate::privacy::retention::valid_session_id;
 
 #[cfg(test)]
 mod tests {

@@ -67,14 +67,13 @@
 //! # Ok::<(), cantocap::Error>(())
 //! ```
 
-pub mod caption_redact;
-pub mod redact;
 mod script;
 
-pub use caption_redact::CaptionRedactor;
-pub use redact::{
-    Labels, ParseRedactionKindError, RedactOptions, Redacted, RedactionCounts, RedactionKind,
-    RedactionTypes, Redactor, Replacement,
+// Redaction lives in `crate::privacy`; these paths stay for existing users.
+pub use crate::privacy::{caption_redact, redact};
+pub use crate::privacy::{
+    CaptionRedactor, Labels, ParseRedactionKindError, RedactOptions, Redacted, RedactionCounts,
+    RedactionKind, RedactionTypes, Redactor, Replacement,
 };
 pub use script::{
     convert, OpenccConfig, OpenccConverter, ParseScriptError, Script, ScriptConverter,

@@ -84,6 +84,71 @@ fn audit_verify_names_the_first_bad_record() {
 }
 
 #[test]
+fn deleting_the_last_record_is_caught_with_expect_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path).unwrap();
+    for id in ["a", "b", "c"] {
+        log.append(Entry::new(Event::SessionOpened).session(id)).unwrap();
+    }
+    let anchor = log.last_hash();
+    drop(log);
+    let ok = cantocap(&["audit", "verify", s(&path), "--expect-last", &anchor]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // The last record deleted: the chain alone still verifies, the anchor does not.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, kept).unwrap();
+    assert!(cantocap(&["audit", "verify", s(&path)]).status.success());
+    let out = cantocap(&["audit", "verify", s(&path), "--expect-last", &anchor]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("removed from the end") && stderr.contains(&anchor), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_starts_over_a_cut_audit_log_and_anchors_its_last_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path).unwrap();
+    for id in ["a", "b"] {
+        log.append(Entry::new(Event::SessionOpened).session(id)).unwrap();
+    }
+    drop(log);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() - 25]).unwrap(); // a crash mid-write
+    let config = cantocap::server::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        model: dir.path().join("no-model.bin"),
+        audit_log: Some(path.clone()),
+        log: false,
+        ..Default::default()
+    };
+    let server = cantocap::server::Server::bind(config).await.expect("starts over a damaged log");
+    let (status, metrics) = crate::client::get(server.local_addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    let hash = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cantocap_audit_last_hash_info{hash=\""))
+        .and_then(|l| l.split('"').next())
+        .expect("the last hash in /metrics")
+        .to_string();
+    server.shutdown().await;
+    let out = cantocap(&["audit", "verify", s(&path), "--expect-last", &hash]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("restarted after record 1") && stdout.contains(".damaged-"),
+        "{stdout}"
+    );
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".damaged-"))
+        .count();
+    assert_eq!(aside, 1, "the damaged log is kept");
+}
+
+#[test]
 fn purge_removes_exactly_the_old_files_and_is_audited() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
