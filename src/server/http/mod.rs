@@ -101,9 +101,6 @@ async fn serve(conn: Conn, peer: SocketAddr, router: axum::Router) {
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE)
-        // One request per connection, as before hyper: answers end with a close, so
-        // clients that read to the end (health checks, scripts) are never left waiting.
-        .keep_alive(false)
         .max_buf_size(16 * 1024)
         .serve_connection(TokioIo::new(conn), service)
         .with_upgrades()

@@ -35,17 +35,27 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/sessions/{id}/transcript", get(transcript))
         .route("/v1/ingest/{id}", get(ingest))
         .route("/v1/captions/{id}", get(captions))
+        // The guard answers unknown paths (404); this is for the layers to cover them.
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             (StatusCode::METHOD_NOT_ALLOWED, "only GET\n").into_response()
         })
         .layer(middleware::from_fn_with_state(app.clone(), guard))
-        .layer(middleware::map_response(|mut response: Response| async move {
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }))
+        .layer(middleware::map_response(answer_headers))
         .with_state(app)
+}
+
+/// `Cache-Control: no-store` on everything, and `Connection: close` on everything
+/// but a WebSocket upgrade: one request per connection, as before hyper, so clients
+/// that read an answer to its end (health checks, scripts) are never left waiting.
+async fn answer_headers(mut response: Response) -> Response {
+    let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The hub's readiness, for `/readyz` and `/metrics`.
@@ -63,8 +73,17 @@ async fn readyz(State(app): State<App>) -> Response {
 
 async fn metrics(State(app): State<App>) -> Response {
     let metrics: &Metrics = &app.hub.metrics;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render(ready(&app.hub)))
-        .into_response()
+    let mut text = metrics.render(ready(&app.hub));
+    if let Some(log) = &app.hub.audit {
+        // The anchor for `cantocap audit verify --expect-last`.
+        text.push_str(&format!(
+            "# HELP cantocap_audit_last_hash_info The audit log's last record hash.\n\
+             # TYPE cantocap_audit_last_hash_info gauge\n\
+             cantocap_audit_last_hash_info{{hash=\"{}\"}} 1\n",
+            log.last_hash()
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// `?script=`, Hong Kong by default.
