@@ -370,7 +370,7 @@ impl Pace<'_> {
                 ),
             ));
         }
-        if bytes.len() % self.frame_bytes != 0 {
+        if !bytes.len().is_multiple_of(self.frame_bytes) {
             return Err((
                 ErrorCode::BadAudio,
                 format!(

@@ -2,6 +2,9 @@
 //! a closed stderr, idle ingest sockets, DNS rebinding, floods of bad tokens,
 //! anonymous servers on public addresses; and viewers who arrive before the meeting.
 
+// The Whisper lock is held for a whole test on purpose: one decode at a time.
+#![allow(clippy::await_holding_lock)]
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::process::{Command, Stdio};

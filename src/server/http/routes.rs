@@ -86,12 +86,12 @@ async fn metrics(State(app): State<App>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// `?script=`, Hong Kong by default.
-fn script_of(query: &HashMap<String, String>, code: &str) -> Result<Script, Response> {
+/// `?script=`, Hong Kong by default; a 400 naming the choices otherwise.
+fn script_of(query: &HashMap<String, String>, code: &str) -> Result<Script, Box<Response>> {
     query
         .get("script")
         .map_or(Ok(Script::Hk), |s| s.parse::<Script>())
-        .map_err(|e| json_error(StatusCode::BAD_REQUEST, code, &e.to_string()))
+        .map_err(|e| Box::new(json_error(StatusCode::BAD_REQUEST, code, &e.to_string())))
 }
 
 /// Largest message an ingest client may send: frames are checked against
@@ -126,7 +126,7 @@ async fn captions(
 ) -> Response {
     let script = match script_of(&query, "bad_script") {
         Ok(s) => s,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let hub = Arc::clone(&app.hub);
     upgrade.on_upgrade(VIEWER_MESSAGE, app.tasks.clone(), move |mut ws: Ws| async move {
@@ -161,7 +161,7 @@ async fn transcript(
     };
     let script = match script_of(&query, "bad_request") {
         Ok(s) => s,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if !valid_session_id(&id) {
         return bad("bad session id");
