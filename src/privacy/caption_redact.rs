@@ -779,7 +779,7 @@ fn mask_long_runs(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::{Labels, RedactOptions, Replacement};
+    use crate::privacy::{Labels, RedactOptions, Replacement};
 
     fn final_(segment: u64, text: &str, start_ms: u64, end_ms: u64) -> CaptionEvent {
         CaptionEvent::Final {

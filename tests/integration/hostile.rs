@@ -216,6 +216,16 @@ async fn raw_next(ws: &mut RawWs) -> Value {
     }
 }
 
+/// A child process that is killed if the test fails before it ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -226,15 +236,24 @@ async fn a_closed_stderr_neither_drops_sockets_nor_blocks_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let audio = client::speech(dir.path(), &["The meeting starts at three."], 600);
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cantocap"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--language", "en", "--model"])
-        .arg(model("ggml-tiny.en.bin"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cantocap"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--language",
+                "en",
+                "--model",
+            ])
+            .arg(model("ggml-tiny.en.bin"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // Like `serve 2>&1 | head -3`: read three lines, then close the pipe.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     for _ in 0..3 {
         lines.next();
     }
@@ -253,11 +272,11 @@ async fn a_closed_stderr_neither_drops_sockets_nor_blocks_sigterm() {
         assert_eq!(code, 1000, "round {round}");
         assert!(!finals.is_empty(), "round {round}");
     }
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             assert!(status.success(), "{status}");
             break;
         }
@@ -269,13 +288,15 @@ async fn a_closed_stderr_neither_drops_sockets_nor_blocks_sigterm() {
 #[test]
 fn anonymous_access_on_a_public_address_is_announced_loudly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cantocap"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--allow-anonymous", "--model"])
-        .arg(dir.path().join("missing.bin"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cantocap"))
+            .args(["serve", "--listen", "0.0.0.0:0", "--allow-anonymous", "--model"])
+            .arg(dir.path().join("missing.bin"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     let warned = loop {
         match lines.next() {
@@ -289,8 +310,7 @@ fn anonymous_access_on_a_public_address_is_announced_loudly() {
             _ => break false,
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(warned, "{seen:#?}");
 }
 
