@@ -528,8 +528,9 @@ struct Job {
 /// by the engine thread, read by the [`SessionSink`].
 type Arrivals = Arc<std::sync::Mutex<VecDeque<(u64, Instant)>>>;
 
-/// The server's sink: each event is published to the session (journal, viewers),
-/// offered to the webhooks, counted in the metrics and echoed to the ingest client.
+/// The server's session sink: each event is published to the session (journaled,
+/// then broadcast to its viewers, who convert it once per script), counted in the
+/// metrics and echoed to the ingest client (sharing the viewers' conversions).
 struct SessionSink {
     hub: Arc<Hub>,
     session: Arc<Session>,
@@ -559,7 +560,6 @@ impl CaptionSink for SessionSink {
         let (CaptionEvent::Partial { lag_ms, .. } | CaptionEvent::Final { lag_ms, .. }) = event;
         metrics.decode_lag.observe_ms(*lag_ms);
         let (published, journaled) = self.session.publish(event.clone());
-        self.hub.webhooks.on_final(&self.session.id, &published.event);
         if let Err(e) = journaled {
             self.hub.log(format_args!("session {}: journal: {e}", self.session.id));
             let _ = self
@@ -567,6 +567,19 @@ impl CaptionSink for SessionSink {
                 .send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
         }
         let _ = self.out.send(Out::Event(published));
+        Ok(())
+    }
+}
+
+/// Finals to the webhooks (each converts to its own script and signs).
+struct WebhookSink {
+    hub: Arc<Hub>,
+    session: String,
+}
+
+impl CaptionSink for WebhookSink {
+    fn event(&mut self, event: &CaptionEvent) -> crate::Result<()> {
+        self.hub.webhooks.on_final(&self.session, event);
         Ok(())
     }
 }
@@ -611,6 +624,8 @@ impl Job {
         };
         // Raw: viewers and the echo convert per script, once per event (`Published`).
         pipeline.add_sink(sink).expect("the raw script needs no dictionaries");
+        let webhooks = WebhookSink { hub: Arc::clone(&self.hub), session: self.session.id.clone() };
+        pipeline.add_sink(webhooks).expect("the raw script needs no dictionaries");
         Some(pipeline)
     }
 

@@ -2,22 +2,30 @@
 //! captions out to any number of viewers, each in its own script.
 //!
 //! ```text
-//! meeting server ──/v1/ingest/{session}──► ingest task ──channel──► engine thread
-//!   (PCM frames)                                                   (StreamingTranscriber)
-//!                                                                         │ events
-//!                                          journal (DATA_DIR/{session}.jsonl) ◄─┤
-//! viewers ◄──/v1/captions/{session}?script=── viewer tasks ◄── broadcast ◄──┘
+//!            transport (http/)                          hub (no HTTP types)
+//! meeting server ─/v1/ingest/{session}─► ingest loop ─channel─► engine thread: CaptionPipeline
+//!   (PCM frames)  accept → guard → route   (limits, pace)        (resample, decode, redact)
+//!                                                                  │ sinks: session, webhooks
+//!                                 journal (DATA_DIR/{session}.jsonl) ◄─┤
+//! viewers ◄─/v1/captions/{session}?script=─ viewer loops ◄─ broadcast ◄─┘
 //! ```
 //!
+//! - The hub ([`Server`] holds it): sessions and their journals, the decode pool,
+//!   viewers' subscriptions, webhooks, audit and retention; it knows nothing of HTTP.
+//! - `http`: the transport: an accept loop of our own (the IP allow-list refuses a
+//!   connection before a byte is read, then TLS), hyper serving each connection, an
+//!   axum route table behind a guard layer (Host check, tokens, failed-auth rate
+//!   limit, Origin), WebSocket upgrades handing tungstenite sockets to the ingest
+//!   and viewer loops. Logs are `tracing` spans per connection.
 //! - [`protocol`]: the messages, error codes and close codes (see also
 //!   `docs/PROTOCOL.md`).
 //! - [`config`]: [`ServerConfig`], [`Limits`] and the TOML [`ConfigFile`].
 //! - [`auth`]: bearer tokens with roles, expiry and session scope, and the Origin
 //!   check.
-//! - [`allow`]: the IP allow-list, checked before a request is read; TLS with
-//!   rustls when [`ServerConfig::tls`] names a certificate.
+//! - [`allow`]: the IP allow-list; TLS with rustls when [`ServerConfig::tls`] names a
+//!   certificate.
 //! - [`journal`]: finals as JSON lines, written as they are emitted.
-//! - [`audit`]: the hash-chained audit log; [`retention`]: deleting old sessions.
+//! - [`audit`], [`retention`]: the server's side of [`crate::privacy`].
 //! - [`metrics`]: the Prometheus counters.
 //! - [`webhook`]: signed POSTs of finals and session closes (`docs/WEBHOOKS.md`).
 //!
