@@ -33,7 +33,7 @@
 //! }
 //!
 //! # fn main() -> cantocap::Result<()> {
-//! let model = Arc::new(WhisperModel::load("models/ggml-base.bin".as_ref())?);
+//! let model = Arc::new(WhisperModel::load("models/ggml-base.bin")?);
 //! let redactor = CaptionRedactor::new(Redactor::new(RedactOptions::default()));
 //! // 44.1 kHz stereo in: the pipeline resamples.
 //! let mut pipeline =
