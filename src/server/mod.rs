@@ -47,8 +47,8 @@ pub mod allow;
 pub mod audit;
 pub mod auth;
 pub mod config;
+mod engine;
 mod http;
-mod ingest;
 pub mod journal;
 mod linger;
 pub mod metrics;
@@ -58,7 +58,6 @@ pub mod redaction;
 pub mod retention;
 mod session;
 mod tls;
-mod viewers;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -94,7 +93,7 @@ pub(crate) struct Hub {
     pool: ComputePool,
     /// Ingest sockets upgraded but not started yet (bounded by
     /// [`Limits::max_unstarted_ingests`], apart from `max_sessions`).
-    unstarted_ingests: std::sync::Mutex<ingest::Unstarted>,
+    unstarted_ingests: std::sync::Mutex<session::Unstarted>,
     /// Viewers waiting for a session that has not started yet.
     waiting_viewers: AtomicUsize,
     shutdown: watch::Receiver<bool>,

@@ -324,6 +324,13 @@ impl Registry {
     }
 }
 
+/// Ingest connections that have not sent `start` yet: in all and per address.
+#[derive(Default)]
+pub(crate) struct Unstarted {
+    pub(crate) total: usize,
+    pub(crate) by_address: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
 /// A counting semaphore for decode slots, for plain threads.
 pub(crate) struct ComputePool {
     free: Mutex<usize>,

@@ -12,7 +12,9 @@
 //! `viewers` call the hub.
 
 mod guard;
+mod ingest;
 mod routes;
+mod viewers;
 pub(crate) mod ws;
 
 use std::net::SocketAddr;

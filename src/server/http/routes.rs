@@ -12,11 +12,12 @@ use axum::{Extension, Router};
 
 use super::guard::{guard, Caller};
 use super::ws::{Ws, WsUpgrade};
+use super::{ingest, viewers};
 use super::{json_error, App};
 use crate::caption::{self, CaptionFormat, LayoutOptions};
 use crate::server::metrics::Metrics;
 use crate::server::protocol::{valid_session_id, ErrorCode};
-use crate::server::{audit, ingest, viewers, Hub};
+use crate::server::{audit, Hub};
 use crate::text::Script;
 
 /// The overlay page served at `/`.

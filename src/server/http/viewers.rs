@@ -21,13 +21,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::audit::{Client, Event};
-use super::protocol::{close, ErrorCode, ErrorMessage};
-use super::session::{Published, Session};
-use super::{signalled, Hub};
+use crate::server::audit::{Client, Event};
+use crate::server::protocol::{close, ErrorCode, ErrorMessage};
+use crate::server::session::{Published, Session};
+use crate::server::{signalled, Hub};
 use crate::text::Script;
 
-use super::http::ws::Ws;
+use super::ws::Ws;
 
 /// Send an error and a close frame, best effort.
 pub(crate) async fn refuse(ws: &mut Ws, hub: &Hub, code: ErrorCode, message: &str) {
