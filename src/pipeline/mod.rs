@@ -517,6 +517,37 @@ mod tests {
     }
 
     #[test]
+    fn caption_files_carry_the_finals_ids() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut output = Output::new(CaptionRedactor::new(Redactor::new(RedactOptions::default())));
+        output.set_offset(Offset { segment: 40, time_ms: 0 });
+        let buf = Buf::default();
+        let writer = crate::caption::writer_for(crate::caption::CaptionFormat::Jsonl, buf.clone());
+        let layout = crate::caption::LayoutOptions::default();
+        output.add_sink(CaptionFileSink::whole(writer, Script::Raw, layout)).unwrap();
+        let segments = vec![Segment::new(0, 900, "One."), Segment::new(5000, 5900, "Two.")];
+        output.emit_segments(segments).unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let ids: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["segment"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(ids, [41, 42], "{text}");
+    }
+
+    #[test]
     fn a_failing_sink_does_not_starve_the_others() {
         struct Broken;
         impl CaptionSink for Broken {

@@ -47,13 +47,15 @@ impl<S: CaptionSink + ?Sized> CaptionSink for Box<S> {
 /// Finals as caption files (SRT, WebVTT, JSON lines, text) through a
 /// [`CaptionWriter`]: laid out as each final arrives (live: a file that is complete
 /// up to the last final), or all at once at the end (a whole file: the layout may
-/// then join short finals into one caption).
+/// then join short finals into one caption). Each caption carries the segment id of
+/// the final it came from ([`Caption::segment`](crate::caption::Caption::segment)),
+/// which JSON lines write.
 pub struct CaptionFileSink {
     writer: Box<dyn CaptionWriter + Send>,
     script: Script,
     layout: LayoutOptions,
     /// `None` when laying out as finals arrive.
-    whole: Option<Vec<Segment>>,
+    whole: Option<Vec<(u64, Segment)>>,
     next_index: usize,
 }
 
@@ -76,8 +78,8 @@ impl CaptionFileSink {
         Self { writer, script, layout, whole: Some(Vec::new()), next_index: 1 }
     }
 
-    fn write(&mut self, segments: &[Segment]) -> Result<()> {
-        for mut c in caption::layout(segments, &self.layout) {
+    fn write(&mut self, finals: &[(u64, Segment)]) -> Result<()> {
+        for mut c in caption::layout_finals(finals, &self.layout) {
             c.index = self.next_index;
             self.next_index += 1;
             self.writer.write_caption(&c)?;
@@ -93,10 +95,10 @@ impl CaptionSink for CaptionFileSink {
         }
         match &mut self.whole {
             Some(finals) => {
-                finals.push(event.to_segment());
+                finals.push((event.segment(), event.to_segment()));
                 Ok(())
             }
-            None => self.write(&[event.to_segment()]),
+            None => self.write(&[(event.segment(), event.to_segment())]),
         }
     }
 
