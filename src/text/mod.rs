@@ -22,6 +22,25 @@
 //! | [`Script::Cn`] | `tw2t` → `hk2t` → `t2s` | `hk2s` plus Taiwan forms (`看著` → `看着`); no `s2t` first, because a round trip through Traditional damages Simplified words (`背着` → `揹着`, `想象` → `想像`); without OpenCC's "may output tofu" dictionary, so rare characters stay readable rather than turn into ones fonts lack |
 //! | [`Script::Raw`] | none | the text as Whisper wrote it |
 //!
+//! # Text already in Traditional characters keeps them
+//!
+//! `s2t` is right only for Simplified input: characters both scripts use are read as
+//! Simplified, so Hong Kong text such as `唔該借借` (excuse me) would become `唔該藉藉`
+//! and `唔准` (not allowed) `唔準`. Hong Kong and Taiwan output therefore convert each
+//! clause (up to its punctuation) by what it is written in:
+//!
+//! - a clause with a character only Simplified has (`们`, `车`, `发`: 3,809 of them,
+//!   from OpenCC's own character table) takes the chain above;
+//! - a clause in Traditional characters takes only the target region's forms: OpenCC's
+//!   own `t2hk` for [`Script::Hk`] (so `裡` and `著`, also written in Hong Kong, stay),
+//!   and Hong Kong forms to standard then `t2tw` with Taiwan phrases for [`Script::Tw`];
+//! - a clause with neither (`借借`, `里面`) follows its neighbours; where nothing in the
+//!   text tells, a few characters that are usually Simplified (`后`, `万`, `里`, `几`)
+//!   choose Simplified, and anything else keeps its characters.
+//!
+//! Whisper writes both scripts, sometimes in one sentence, so a caption may take both
+//! chains, clause by clause. [`Script::Cn`] has one chain for every input.
+//!
 //! Because every input form reaches the same hub, converting converted text gives the
 //! same text again: conversion is idempotent on ordinary sentences. (OpenCC's `s2t` is
 //! not idempotent on about 1% of its own dictionary phrases, mostly classical words

@@ -1,7 +1,7 @@
 //! Script conversion with OpenCC; the conversion chains and why are described in the
 //! [`text`](super) module.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -259,7 +259,19 @@ impl fmt::Debug for OpenccConverter {
 pub struct ScriptConverter {
     script: Script,
     /// `None` for [`Script::Raw`].
-    opencc: Option<OpenCC>,
+    chains: Option<Chains>,
+}
+
+/// The OpenCC conversions of one script.
+struct Chains {
+    /// For Simplified text (and for text mixing both scripts): every input form to the
+    /// target.
+    simplified: OpenCC,
+    /// For text already in Traditional characters: only the variants and phrases of
+    /// the target region, so no Simplified-to-Traditional step can misread a character
+    /// that both scripts share (`借` is not `藉`, `准` is not `準`). `None` for
+    /// [`Script::Cn`], whose one chain suits every input.
+    traditional: Option<OpenCC>,
 }
 
 impl ScriptConverter {
@@ -269,20 +281,42 @@ impl ScriptConverter {
     /// [`Error::Opencc`] when the dictionary folder cannot be written or OpenCC cannot
     /// load the configuration.
     pub fn new(script: Script) -> Result<Self> {
-        let opencc = match custom_config(script) {
-            Some(custom) => Some(open(custom.file, custom.file.trim_end_matches(".json"))?),
+        let load = |custom: Option<CustomConfig>| -> Result<Option<OpenCC>> {
+            match custom {
+                Some(custom) => Ok(Some(open(custom.file, custom.file.trim_end_matches(".json"))?)),
+                None => Ok(None),
+            }
+        };
+        let chains = match load(custom_config(script, Written::Simplified))? {
+            Some(simplified) => Some(Chains {
+                simplified,
+                traditional: load(custom_config(script, Written::Traditional))?,
+            }),
             None => None,
         };
-        Ok(ScriptConverter { script, opencc })
+        Ok(ScriptConverter { script, chains })
     }
 
     /// Converts `text` to the script. Never fails: should OpenCC report an error (it
     /// has none for valid UTF-8), the text comes back unchanged rather than lost.
+    ///
+    /// For Hong Kong and Taiwan output, each clause is converted according to how it is
+    /// written (see [`clauses`](self)): Simplified clauses from Simplified, clauses in
+    /// Traditional characters only to the target region's forms.
     pub fn convert(&self, text: &str) -> String {
-        match &self.opencc {
-            Some(opencc) => run(opencc, text),
-            None => text.to_owned(),
-        }
+        let Some(chains) = &self.chains else {
+            return text.to_owned();
+        };
+        let Some(traditional) = &chains.traditional else {
+            return run(&chains.simplified, text);
+        };
+        clauses(text)
+            .into_iter()
+            .map(|(clause, written)| match written {
+                Written::Simplified => run(&chains.simplified, clause),
+                Written::Traditional => run(traditional, clause),
+            })
+            .collect()
     }
 
     /// The script this converter writes.
@@ -337,6 +371,129 @@ fn run(opencc: &OpenCC, text: &str) -> String {
     opencc.convert(text).unwrap_or_else(|_| text.to_owned())
 }
 
+/// How a stretch of text is written, judged by the characters only one script has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Simplified,
+    Traditional,
+}
+
+/// Simplified characters that are no Traditional form (`发`, `们`, `车`); characters
+/// both scripts use (`借`, `准`, `里`, `干`) are not among them. From OpenCC 1.4.2's
+/// `STCharacters.txt`: the keys that are not among their own values.
+const SIMPLIFIED_ONLY: &str = include_str!("simplified-only.txt");
+
+/// Traditional characters that are no Simplified form (`發`, `們`, `車`, `裡`, `説`):
+/// the keys of `TSCharacters.txt` that are not among their own values.
+///
+/// Both files are made from OpenCC's source distribution with:
+/// `python3 -c "import sys; print(''.join(k for k, v in (l.rstrip('\n').split('\t') for l in open(sys.argv[1]) if '\t' in l) if k not in v.split(' ')))" STCharacters.txt`
+const TRADITIONAL_ONLY: &str = include_str!("traditional-only.txt");
+
+/// What one character says about how its text is written, if anything.
+fn evidence(c: char) -> Option<Written> {
+    static SETS: OnceLock<(HashSet<char>, HashSet<char>)> = OnceLock::new();
+    let (simplified, traditional) = SETS.get_or_init(|| {
+        let set = |chars: &str| chars.chars().filter(|c| !c.is_whitespace()).collect();
+        (set(SIMPLIFIED_ONLY), set(TRADITIONAL_ONLY))
+    });
+    // A handful of characters (`藴`, `緼`) are listed both ways: they say nothing.
+    match (simplified.contains(&c), traditional.contains(&c)) {
+        (true, false) => Some(Written::Simplified),
+        (false, true) => Some(Written::Traditional),
+        _ => None,
+    }
+}
+
+/// Characters both scripts use whose usual Traditional form is another one (`万` 萬,
+/// `后` 後, `云` 雲, `里` 裏, `几` 幾): a weak sign of Simplified, heeded only when
+/// nothing else in the text tells. Left out are those Hong Kong writing uses as they
+/// are (`准` in 唔准, `台`, `涌`, `游` in 游水, `郁`, surnames such as `范`, `余`).
+const LEANS_SIMPLIFIED: &str =
+    "㐹万丑丰于云亘仆价伙佣党几划厂厘吁后咸夸尸岳帘干广征愿据斗朴杠极柜涂淀皂确种筑胜腊腌膻苹荐虫蜡蝎跖辟适里雇";
+
+/// Is the `系` at `i` (a char index) the Simplified spelling of Cantonese `係`
+/// (`唔系`, `系咪`), which Traditional text never writes?
+fn cantonese_simplified_hai(chars: &[char], i: usize) -> bool {
+    chars[i] == '系'
+        && (i > 0 && chars[i - 1] == '唔'
+            || chars.get(i + 1).is_some_and(|next| "咪唔咁嘅咩啦喇".contains(*next)))
+}
+
+/// Punctuation that ends a clause: Whisper may switch scripts between clauses.
+fn ends_clause(c: char) -> bool {
+    matches!(
+        c,
+        '，' | '。'
+            | '？'
+            | '！'
+            | '；'
+            | '：'
+            | '、'
+            | '…'
+            | ','
+            | '.'
+            | '?'
+            | '!'
+            | ';'
+            | ':'
+            | '\n'
+    )
+}
+
+/// Splits `text` into clauses, each ending after its punctuation, and says how each is
+/// written; neighbours written alike are merged, so OpenCC sees as much context as it
+/// can.
+///
+/// - A clause with a Simplified-only character is Simplified, even if it also holds
+///   Traditional ones: the Simplified chain takes every Traditional form too, while
+///   the Traditional chain would leave its Simplified characters.
+/// - Else a clause with a Traditional-only character is Traditional.
+/// - A clause with neither (`里面`, `借借`) is written like the clause before it, else
+///   like the next one that tells.
+/// - When no clause of the text tells, a clause holding a character that
+///   [leans Simplified](LEANS_SIMPLIFIED) (`之后`, `三万`) is Simplified; any other is
+///   Traditional and keeps its characters.
+fn clauses(text: &str) -> Vec<(&str, Written)> {
+    let chars: Vec<char> = text.chars().collect();
+    // (start, end) in bytes, what the clause's characters tell, whether it leans Simplified.
+    let mut pieces: Vec<(usize, usize, Option<Written>, bool)> = Vec::new();
+    let (mut start, mut seen, mut leans) = (0, None, false);
+    for (n, (i, c)) in text.char_indices().enumerate() {
+        let told = match evidence(c) {
+            None if cantonese_simplified_hai(&chars, n) => Some(Written::Simplified),
+            told => told,
+        };
+        match (told, seen) {
+            (Some(Written::Simplified), _) => seen = Some(Written::Simplified),
+            (Some(Written::Traditional), None) => seen = Some(Written::Traditional),
+            _ => {}
+        }
+        leans |= LEANS_SIMPLIFIED.contains(c);
+        if ends_clause(c) {
+            let end = i + c.len_utf8();
+            pieces.push((start, end, seen.take(), std::mem::take(&mut leans)));
+            start = end;
+        }
+    }
+    if start < text.len() {
+        pieces.push((start, text.len(), seen, leans));
+    }
+    let first_told = pieces.iter().find_map(|&(_, _, told, _)| told);
+    let mut merged: Vec<(usize, usize, Written)> = Vec::new();
+    for (start, end, told, leans) in pieces {
+        let written = told
+            .or(merged.last().map(|&(_, _, w)| w))
+            .or(first_told)
+            .unwrap_or(if leans { Written::Simplified } else { Written::Traditional });
+        match merged.last_mut() {
+            Some(last) if last.2 == written => last.1 = end,
+            _ => merged.push((start, end, written)),
+        }
+    }
+    merged.into_iter().map(|(start, end, written)| (&text[start..end], written)).collect()
+}
+
 /// A configuration cantocap writes next to the stock ones.
 struct CustomConfig {
     /// Its file name in the dictionary folder.
@@ -345,7 +502,9 @@ struct CustomConfig {
     json: String,
 }
 
-fn custom_config(script: Script) -> Option<CustomConfig> {
+/// The configuration converting text written as `from` to `script`; `None` where no
+/// OpenCC call is needed (raw output) or one chain serves every input (Simplified).
+fn custom_config(script: Script, from: Written) -> Option<CustomConfig> {
     use serde_json::{json, Value};
 
     fn ocd2(file: &str) -> Value {
@@ -378,35 +537,45 @@ fn custom_config(script: Script) -> Option<CustomConfig> {
     };
     let hk2t =
         step(group("short_circuit", vec![ocd2("HKVariantsRevPhrases"), ocd2("HKVariantsRev")]));
+    let t2hk = step(group("short_circuit", vec![ocd2("HKVariantsPhrases"), ocd2("HKVariants")]));
+    let t2twp = step(group(
+        "short_circuit",
+        vec![ocd2("TWPhrases"), ocd2("TWVariantsPhrases"), ocd2("TWVariants")],
+    ));
 
-    let (file, name, segmentation, chain) = match script {
-        Script::Raw => return None,
-        Script::Hk => (
+    let (file, name, segmentation, chain) = match (script, from) {
+        (Script::Raw, _) | (Script::Cn, Written::Traditional) => return None,
+        // OpenCC's own t2hk: Hong Kong variants only. Taiwan forms stay (裡, 著, 麵
+        // are also written in Hong Kong).
+        (Script::Hk, Written::Traditional) => (
+            "cantocap-hk-from-traditional.json",
+            "Traditional Chinese to Hong Kong Traditional (cantocap)",
+            ocd2("HKVariantsPhrases"),
+            vec![t2hk],
+        ),
+        // Hong Kong forms (説, 衞, 温) to standard, then t2tw with Taiwan phrases.
+        (Script::Tw, Written::Traditional) => (
+            "cantocap-tw-from-traditional.json",
+            "Traditional Chinese to Taiwan Traditional with Taiwan phrases (cantocap)",
+            group(
+                "union",
+                vec![ocd2("HKVariantsRevPhrases"), ocd2("TWPhrases"), ocd2("TWVariantsPhrases")],
+            ),
+            vec![hk2t, t2twp],
+        ),
+        (Script::Hk, Written::Simplified) => (
             "cantocap-hk.json",
             "Any Chinese to Hong Kong Traditional (cantocap)",
             st_phrases,
-            vec![
-                s2t,
-                tw2t(None),
-                hk2t,
-                step(group("short_circuit", vec![ocd2("HKVariantsPhrases"), ocd2("HKVariants")])),
-            ],
+            vec![s2t, tw2t(None), hk2t, t2hk],
         ),
-        Script::Tw => (
+        (Script::Tw, Written::Simplified) => (
             "cantocap-tw.json",
             "Any Chinese to Taiwan Traditional with Taiwan phrases (cantocap)",
             st_phrases,
-            vec![
-                s2t,
-                tw2t(None),
-                hk2t,
-                step(group(
-                    "short_circuit",
-                    vec![ocd2("TWPhrases"), ocd2("TWVariantsPhrases"), ocd2("TWVariants")],
-                )),
-            ],
+            vec![s2t, tw2t(None), hk2t, t2twp],
         ),
-        Script::Cn => (
+        (Script::Cn, Written::Simplified) => (
             "cantocap-cn.json",
             "Any Chinese to Simplified (cantocap)",
             ocd2("TSPhrases"),
@@ -469,6 +638,10 @@ const YUE_S2T: &[(&str, &str)] = &[
     ("恐吓", "恐嚇"),
     // Cantonese 郁 "move" (唔好郁); OpenCC's 鬱 phrases (忧郁, 郁闷, 抑郁) still win.
     ("郁", "郁"),
+    // Cantonese 借借 "excuse me" (唔该借借), not OpenCC's classical 藉藉; 唔准 "not
+    // allowed", which Hong Kong writes with 准.
+    ("借借", "借借"),
+    ("唔准", "唔准"),
     // Simplified Cantonese writes 係 "to be" as 系.
     ("唔系", "唔係"),
     ("系咪", "係咪"),
@@ -517,7 +690,14 @@ fn own_files() -> Vec<(&'static str, String)> {
         (YUE_CN_GUARD_FILE, text_dictionary(YUE_CN_GUARD)),
         (YUE_T2S_FILE, text_dictionary(YUE_T2S)),
     ];
-    files.extend(Script::ALL.into_iter().filter_map(custom_config).map(|c| (c.file, c.json)));
+    for from in [Written::Simplified, Written::Traditional] {
+        files.extend(
+            Script::ALL
+                .into_iter()
+                .filter_map(|script| custom_config(script, from))
+                .map(|c| (c.file, c.json)),
+        );
+    }
     files
 }
 
@@ -956,6 +1136,34 @@ mod tests {
     ];
 
     #[test]
+    fn clauses_are_judged_by_the_characters_only_one_script_has() {
+        use Written::{Simplified as S, Traditional as T};
+        let judged = |text| -> Vec<(String, Written)> {
+            clauses(text).into_iter().map(|(c, w)| (c.to_owned(), w)).collect()
+        };
+        let cases: &[(&str, Vec<(&str, Written)>)] = &[
+            ("唔該借借，我要落車。", vec![("唔該借借，我要落車。", T)]),
+            ("唔该借借，我要落車。", vec![("唔该借借，", S), ("我要落車。", T)]),
+            // Shared characters only: follow the neighbour, before or after.
+            ("里面，我们在这里", vec![("里面，我们在这里", S)]),
+            ("我哋喺度。借借，", vec![("我哋喺度。借借，", T)]),
+            // Nothing tells anywhere: characters that lean Simplified decide.
+            ("之后再讲", vec![("之后再讲", S)]),
+            ("唔准食", vec![("唔准食", T)]),
+            ("借借", vec![("借借", T)]),
+            // Simplified Cantonese 系 for 係.
+            ("佢系咪唔舒服", vec![("佢系咪唔舒服", S)]),
+            ("Zoom meeting", vec![("Zoom meeting", T)]),
+        ];
+        for (text, want) in cases {
+            let want: Vec<(String, Written)> =
+                want.iter().map(|&(c, w)| (c.to_owned(), w)).collect();
+            assert_eq!(judged(text), want, "{text}");
+        }
+        assert!(clauses("").is_empty());
+    }
+
+    #[test]
     fn output_is_in_the_target_script_only() {
         let simplified: String =
             PAIRS.iter().map(|p| p.0).filter(|&c| !PAIRS.iter().any(|p| p.1 == c)).collect();
@@ -966,7 +1174,8 @@ mod tests {
         inputs.push(traditional.clone());
         inputs.push(format!("{simplified}{traditional}"));
         // Variants that belong to one region only.
-        let not_hk = format!("{simplified}裡啟");
+        // Hong Kong output keeps Taiwan forms of Traditional text (裡, 啟), as t2hk does.
+        let not_hk = simplified.clone();
         let not_tw = format!("{simplified}裏説衞綫揾爲");
         let not_cn = format!("{traditional}後裏裡説衞爲綫係");
         for (script, forbidden) in
