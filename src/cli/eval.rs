@@ -361,7 +361,8 @@ fn join<'a>(pieces: impl IntoIterator<Item = &'a str>) -> String {
     let mut out = String::new();
     for piece in pieces.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
         let wide = |c: Option<char>| c.is_some_and(|c| !c.is_ascii());
-        if !out.is_empty() && !(wide(out.chars().last()) && wide(piece.chars().next())) {
+        let both_wide = wide(out.chars().last()) && wide(piece.chars().next());
+        if !out.is_empty() && !both_wide {
             out.push(' ');
         }
         out.push_str(piece);

@@ -1,12 +1,13 @@
 //! The evaluation manifest: which recordings, and what was said in them.
 //!
-//! A UTF-8 text file, one utterance per line, columns separated by tabs:
+//! A UTF-8 text file, one utterance per line, columns separated by tabs (shown as
+//! `<TAB>` here):
 //!
 //! ```text
 //! # comments and blank lines are skipped; a header line is allowed
-//! path	text
-//! clips/greeting.wav	早晨，今日天氣幾好。
-//! /data/meeting-01.wav	我哋用 Zoom 開會，send 個 email 俾你。
+//! path<TAB>text
+//! clips/greeting.wav<TAB>早晨，今日天氣幾好。
+//! /data/meeting-01.wav<TAB>我哋用 Zoom 開會，send 個 email 俾你。
 //! ```
 //!
 //! - Two columns: audio path, reference text. The id of the utterance is the path as

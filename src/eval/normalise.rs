@@ -137,12 +137,12 @@ fn tokenise(text: &str) -> Vec<String> {
         if is_cjk(c) {
             flush(&mut word, &mut tokens);
             tokens.push(c.to_string());
-        } else if c.is_alphanumeric() {
-            word.push(c);
-        } else if c == '.'
-            && before.is_some_and(|b| b.is_ascii_digit())
-            && after.is_some_and(|a| a.is_ascii_digit())
+        } else if c.is_alphanumeric()
+            || (c == '.'
+                && before.is_some_and(|b| b.is_ascii_digit())
+                && after.is_some_and(|a| a.is_ascii_digit()))
         {
+            // A decimal point between digits stays: 3.5.
             word.push(c);
         } else if matches!(c, '\'' | '’')
             && !word.is_empty()
