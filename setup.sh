@@ -44,6 +44,9 @@ case "$mode" in
     target/release/cantocap transcribe target/sample-zh.wav --language zh --script hk
     ;;
   test)
+    # jiwer (PyPI), beside the build: the eval test checks `cantocap eval`'s error
+    # rates against it.
+    [ -d target/py/jiwer ] || pip3 install --quiet --target target/py jiwer==4.0.0
     cargo test --release -- --test-threads=2
     ;;
   *)

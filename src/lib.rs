@@ -4,6 +4,7 @@ pub mod asr;
 pub mod audio;
 pub mod caption;
 mod error;
+pub mod eval;
 pub mod model;
 pub mod pipeline;
 pub mod privacy;

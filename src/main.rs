@@ -74,6 +74,10 @@ next final.")]
     Audit(cli::audit::AuditCommand),
     /// Delete session journals and recordings older than a limit (server stopped).
     Purge(cli::purge::PurgeArgs),
+    /// Measure a model on your own recordings: CER, WER and mixed error rate against
+    /// reference texts, RTF, and streaming latency; compare two runs.
+    #[command(after_help = cli::eval::AFTER_HELP)]
+    Eval(cli::eval::EvalArgs),
     /// List audio input devices and their sample rates.
     Devices,
     /// Redact personal data (HKID, phone, email, card and bank account numbers) from
@@ -283,6 +287,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(ModelCommand::Info { path }) => info(path),
         Command::Convert { script } => convert(script),
         Command::Live(args) => live(args),
+        Command::Eval(args) => cli::eval::run(args),
         Command::Devices => devices(),
         #[cfg(feature = "server")]
         Command::Serve(args) => cli::serve::run(args),

@@ -1,5 +1,6 @@
 //! The command line's larger subcommands.
 pub mod audit;
+pub mod eval;
 pub mod live;
 pub mod purge;
 pub mod redact;
