@@ -433,3 +433,224 @@ fn plan(model: &SafetensorsModel, hp: &Hparams, m: &str) -> Result<Vec<Planned>>
     norm(&mut p, "decoder.ln", &format!("{m}decoder.layer_norm"))?;
     Ok(p.plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ggml::{read_ggml_info, read_ggml_tensor};
+    use crate::model::import::{import_model, import_transformers, ModelKind, Quantize};
+    use crate::model::safetensors::{write_safetensors, SafeDType};
+    use crate::model::tokens::encode_bytes;
+
+    const D: usize = 64;
+    const N_VOCAB: usize = 51865;
+
+    fn ramp(base: f32, n: usize) -> Vec<f32> {
+        (0..n).map(|i| base + ((i * 7) % 61) as f32 / 64.0).collect()
+    }
+
+    /// A one-layer Whisper (d = 64, one head) in transformers' layout, `prefix` before
+    /// every name, each tensor with its own base value.
+    fn tensors(prefix: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut t = Vec::new();
+        let mut base = 0.0;
+        let mut add = |name: String, shape: Vec<usize>| {
+            base += 0.25;
+            let n = shape.iter().product();
+            t.push((format!("{prefix}{name}"), shape, ramp(base, n)));
+        };
+        add("encoder.conv1.weight".into(), vec![D, 80, 3]);
+        add("encoder.conv1.bias".into(), vec![D]);
+        add("encoder.conv2.weight".into(), vec![D, D, 3]);
+        add("encoder.conv2.bias".into(), vec![D]);
+        add("encoder.embed_positions.weight".into(), vec![1500, D]);
+        add("decoder.embed_positions.weight".into(), vec![448, D]);
+        add("decoder.embed_tokens.weight".into(), vec![N_VOCAB, D]);
+        for side in ["encoder", "decoder"] {
+            let l = format!("{side}.layers.0");
+            let attns: &[&str] =
+                if side == "encoder" { &["self_attn"] } else { &["self_attn", "encoder_attn"] };
+            for a in attns {
+                for p in ["q_proj", "v_proj", "out_proj"] {
+                    add(format!("{l}.{a}.{p}.weight"), vec![D, D]);
+                    add(format!("{l}.{a}.{p}.bias"), vec![D]);
+                }
+                add(format!("{l}.{a}.k_proj.weight"), vec![D, D]);
+                add(format!("{l}.{a}_layer_norm.weight"), vec![D]);
+                add(format!("{l}.{a}_layer_norm.bias"), vec![D]);
+            }
+            add(format!("{l}.fc1.weight"), vec![4 * D, D]);
+            add(format!("{l}.fc1.bias"), vec![4 * D]);
+            add(format!("{l}.fc2.weight"), vec![D, 4 * D]);
+            add(format!("{l}.fc2.bias"), vec![D]);
+            add(format!("{l}.final_layer_norm.weight"), vec![D]);
+            add(format!("{l}.final_layer_norm.bias"), vec![D]);
+            add(format!("{side}.layer_norm.weight"), vec![D]);
+            add(format!("{side}.layer_norm.bias"), vec![D]);
+        }
+        t
+    }
+
+    fn config() -> serde_json::Value {
+        serde_json::json!({
+            "model_type": "whisper", "d_model": D, "encoder_layers": 1, "decoder_layers": 1,
+            "encoder_attention_heads": 1, "decoder_attention_heads": 1, "num_mel_bins": 80,
+            "vocab_size": N_VOCAB, "max_source_positions": 1500, "max_target_positions": 448,
+        })
+    }
+
+    /// Writes the synthetic model into `dir`; `edit` may change the tensors first.
+    fn write(
+        dir: &Path,
+        prefix: &str,
+        dtype: SafeDType,
+        edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
+    ) {
+        let mut t = tensors(prefix);
+        edit(&mut t);
+        let typed: Vec<_> = t.into_iter().map(|(n, s, v)| (n, s, dtype, v)).collect();
+        write_safetensors(&dir.join("model.safetensors"), &typed).unwrap();
+        std::fs::write(dir.join("config.json"), config().to_string()).unwrap();
+        let mut vocab = serde_json::Map::new();
+        for i in 0..50257usize {
+            let token = match i {
+                0 => encode_bytes(b" hello"),
+                1 => encode_bytes("場".as_bytes()),
+                50256 => String::new(),
+                _ => format!("t{i}"),
+            };
+            vocab.insert(token, i.into());
+        }
+        vocab.insert(END_OF_TEXT.into(), 50257.into());
+        std::fs::write(dir.join("vocab.json"), serde_json::Value::Object(vocab).to_string())
+            .unwrap();
+        std::fs::write(dir.join("added_tokens.json"), r#"{"<|startoftranscript|>": 50258}"#)
+            .unwrap();
+    }
+
+    fn import_err(setup: impl FnOnce(&Path)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "model.", SafeDType::F16, |_| {});
+        setup(dir.path());
+        let out = dir.path().join("out.bin");
+        let e = import_transformers(dir.path(), &out, Quantize::F16).unwrap_err();
+        assert!(!out.exists(), "no output may be left behind");
+        match e {
+            Error::BadHfModel { .. } => e.to_string(),
+            other => panic!("expected BadHfModel, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn maps_transformers_names_onto_whisper_cpps() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bare WhisperModel names (no "model." prefix), bfloat16 weights.
+        write(dir.path(), "", SafeDType::BF16, |_| {});
+        assert_eq!(ModelKind::detect(dir.path()).unwrap(), ModelKind::Transformers);
+        let out = dir.path().join("out.bin");
+        let report = import_model(dir.path(), &out, Quantize::F16).unwrap();
+        assert_eq!(report.source_dtype, "bfloat16");
+        assert_eq!((report.n_audio_layer, report.n_text_layer, report.n_mels), (1, 1, 80));
+        assert_eq!(report.tokens_written, 50257);
+        let info = read_ggml_info(&out).unwrap();
+        assert_eq!(info.tokens[0], b" hello");
+        assert_eq!(info.tokens[1], "場".as_bytes());
+        assert_eq!(report.tensors, 7 + 15 + 4 + 24);
+        assert!(!info.tensors.iter().any(|t| t.name.contains("key.bias")));
+        let want: BTreeMap<String, Vec<f32>> = tensors("")
+            .into_iter()
+            .map(|(n, _, v)| {
+                // What bfloat16 keeps of each value.
+                (n, v.iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect())
+            })
+            .collect();
+        for (ggml, hf) in [
+            ("encoder.blocks.0.attn.query.weight", "encoder.layers.0.self_attn.q_proj.weight"),
+            ("encoder.blocks.0.attn.key.weight", "encoder.layers.0.self_attn.k_proj.weight"),
+            ("encoder.blocks.0.attn.value.bias", "encoder.layers.0.self_attn.v_proj.bias"),
+            (
+                "decoder.blocks.0.cross_attn.key.weight",
+                "decoder.layers.0.encoder_attn.k_proj.weight",
+            ),
+            ("decoder.blocks.0.cross_attn.out.bias", "decoder.layers.0.encoder_attn.out_proj.bias"),
+            (
+                "decoder.blocks.0.cross_attn_ln.weight",
+                "decoder.layers.0.encoder_attn_layer_norm.weight",
+            ),
+            ("decoder.blocks.0.mlp.2.weight", "decoder.layers.0.fc2.weight"),
+            ("decoder.blocks.0.mlp_ln.bias", "decoder.layers.0.final_layer_norm.bias"),
+            ("encoder.ln_post.weight", "encoder.layer_norm.weight"),
+            ("decoder.ln.bias", "decoder.layer_norm.bias"),
+            ("encoder.conv1.bias", "encoder.conv1.bias"),
+            ("decoder.positional_embedding", "decoder.embed_positions.weight"),
+            ("encoder.positional_embedding", "encoder.embed_positions.weight"),
+        ] {
+            let t = info.tensor(ggml).unwrap();
+            assert_eq!(read_ggml_tensor(&out, t).unwrap(), want[hf], "{ggml}");
+        }
+        assert_eq!(info.tensor("encoder.conv1.bias").unwrap().ne, [1, D]);
+    }
+
+    #[test]
+    fn missing_or_wrong_files_fields_and_tensors_are_named() {
+        let msg = import_err(|d| std::fs::remove_file(d.join("config.json")).unwrap());
+        assert!(msg.contains("no config.json"), "{msg}");
+        let msg = import_err(|d| {
+            let mut c = config();
+            c.as_object_mut().unwrap().remove("d_model");
+            std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+        });
+        assert!(msg.contains("config.json has no d_model"), "{msg}");
+        let msg = import_err(|d| {
+            std::fs::write(d.join("config.json"), r#"{"model_type": "bert"}"#).unwrap()
+        });
+        assert!(msg.contains("a bert model, not whisper"), "{msg}");
+        let msg = import_err(|d| {
+            write(d, "model.", SafeDType::F16, |t| {
+                t.retain(|t| t.0 != "model.decoder.layers.0.fc2.weight")
+            })
+        });
+        assert!(msg.contains("tensor model.decoder.layers.0.fc2.weight is missing"), "{msg}");
+        let msg = import_err(|d| {
+            write(d, "model.", SafeDType::F16, |t| {
+                let x =
+                    t.iter_mut().find(|t| t.0.ends_with("encoder.layers.0.fc1.weight")).unwrap();
+                x.1 = vec![D, 4 * D];
+            })
+        });
+        assert!(
+            msg.contains(
+                "model.encoder.layers.0.fc1.weight has shape [64, 256], expected [256, 64]"
+            ),
+            "{msg}"
+        );
+        let msg = import_err(|d| {
+            std::fs::remove_file(d.join("model.safetensors")).unwrap();
+            std::fs::write(d.join("pytorch_model.bin"), b"PK").unwrap();
+        });
+        assert!(msg.contains("pytorch_model.bin"), "{msg}");
+        let msg = import_err(|d| std::fs::remove_file(d.join("vocab.json")).unwrap());
+        assert!(msg.contains("no vocab.json"), "{msg}");
+        let msg = import_err(|d| {
+            let v = std::fs::read_to_string(d.join("vocab.json")).unwrap();
+            std::fs::write(d.join("vocab.json"), v.replace(r#""t5":5,"#, "")).unwrap();
+        });
+        assert!(msg.contains("token id 5 is in neither"), "{msg}");
+        let msg = import_err(|d| {
+            let v = std::fs::read_to_string(d.join("vocab.json")).unwrap();
+            std::fs::write(d.join("vocab.json"), v.replace(END_OF_TEXT, "<|eot|>")).unwrap();
+        });
+        assert!(msg.contains("no <|endoftext|>"), "{msg}");
+        let msg =
+            import_err(|d| std::fs::write(d.join("added_tokens.json"), r#"{"<|x|>": 2}"#).unwrap());
+        assert!(msg.contains("token id 2"), "{msg}");
+    }
+
+    #[test]
+    fn folders_of_neither_kind_are_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("readme.txt"), "x").unwrap();
+        let e = ModelKind::detect(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("model.bin") && e.contains("model.safetensors"), "{e}");
+    }
+}
