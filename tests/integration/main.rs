@@ -10,6 +10,7 @@ mod caption;
 mod cli;
 mod client;
 mod common;
+mod download;
 mod hostile;
 mod import;
 mod linger;
