@@ -383,7 +383,7 @@ pub fn write_safetensors(
     header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
     let mut json = serde_json::to_vec(&header).expect("a JSON map serializes");
     // The format pads the header with spaces to 8 bytes.
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + data.len());

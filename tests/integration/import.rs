@@ -197,9 +197,8 @@ use crate::common::{speak, whisper_lock};
 /// One safetensors tensor to write: name, shape, values.
 type HfTensor = (String, Vec<usize>, Vec<f32>);
 
-/// The CT2 base model's weights under transformers' names (`model.` prefix, as
-/// `WhisperForConditionalGeneration` saves them), in the order transformers writes them
-/// is irrelevant: safetensors is a map.
+/// The CT2 base model's weights under transformers' names, with the `model.` prefix
+/// `WhisperForConditionalGeneration` saves them with.
 fn transformers_tensors(ct2: &mut Ct2Model) -> Vec<HfTensor> {
     let shape = |ct2: &Ct2Model, v: &str| ct2.get(v).unwrap_or_else(|| panic!("{v}")).shape.clone();
     let mut out: Vec<HfTensor> = Vec::new();
@@ -210,8 +209,7 @@ fn transformers_tensors(ct2: &mut Ct2Model) -> Vec<HfTensor> {
     let d = shape(ct2, "decoder/embeddings/weight")[1];
     // Rows `part·d .. (part+1)·d` of a fused CT2 projection.
     let part = |ct2: &mut Ct2Model, var: &str, part: usize| -> Vec<f32> {
-        let rows = ct2.read_rows_f32(var, part * d..(part + 1) * d).unwrap();
-        rows
+        ct2.read_rows_f32(var, part * d..(part + 1) * d).unwrap()
     };
     let m = "model";
     whole(
