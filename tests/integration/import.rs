@@ -473,7 +473,20 @@ fn sharded_f32_transformers_weights_with_tokenizer_json_import_as_f16_and_q8_0()
         assert_same_ggml(&ct2_out, &hf_out);
     }
 
-    // A missing shard and a missing tensor are named.
+    // The command line tells the kind of folder and says what it read.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cantocap"))
+        .args(["model", "import"])
+        .arg(&hf)
+        .arg("-o")
+        .arg(dir.path().join("cli.bin"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("transformers float32"), "{stderr}");
+    assert_eq!(read_ggml_header(&dir.path().join("cli.bin")).unwrap().size_name(), "base");
+
+    // A missing shard is named.
     std::fs::rename(hf.join("model-00002-of-00003.safetensors"), dir.path().join("moved")).unwrap();
     let err = import_model(&hf, &dir.path().join("x.bin"), Quantize::F16).unwrap_err().to_string();
     assert!(err.contains("model-00002-of-00003.safetensors") && err.contains("missing"), "{err}");
