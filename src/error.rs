@@ -83,6 +83,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A folder given to the importer is not a Hugging Face transformers Whisper model
+    /// (`config.json`, safetensors weights, `vocab.json` or `tokenizer.json`), or is
+    /// damaged. The reason names the missing or wrong file, field or tensor.
+    #[error("{}: not an importable Hugging Face Whisper model: {reason}", path.display())]
+    BadHfModel {
+        /// The folder or file involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The ggml model file is missing, not a Whisper model, or damaged.
     /// Run `cantocap model import` or `models/download.sh` to get a good one.
     #[error("{}: cannot load the Whisper model: {reason}", path.display())]

@@ -26,7 +26,7 @@ mod cli;
 #[command(after_help = "Examples:
   cantocap transcribe meeting.wav -o meeting.srt
   cantocap transcribe meeting.wav --format vtt --script tw
-  cantocap model import ./faster-whisper-small-cantonese -o models/ggml-small-yue.bin
+  cantocap model import ./whisper-small-cantonese -o models/ggml-small-yue.bin
   echo '我们今天发布' | cantocap convert --script hk")]
 struct Cli {
     #[command(subcommand)]
@@ -83,7 +83,7 @@ next final.")]
     /// Redact personal data (HKID, phone, email, card and bank account numbers) from
     /// text on stdin.
     Redact(cli::redact::RedactArgs),
-    /// Manage Whisper models (import CTranslate2 / faster-whisper folders, inspect).
+    /// Manage Whisper models (import Hugging Face or CTranslate2 folders, inspect).
     #[command(subcommand)]
     Model(ModelCommand),
     /// Convert Chinese text on stdin to a script (the same conversion captions get).
@@ -224,12 +224,18 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum ModelCommand {
-    /// Convert a CTranslate2 (faster-whisper) Whisper folder into a ggml model.
-    #[command(after_help = "The folder must hold model.bin, config.json and vocabulary.txt, as
-published for faster-whisper (many Cantonese fine-tunes are). Example:
-  cantocap model import ./whisper-small-cantonese-ct2 -o models/ggml-small-yue.bin --quantize q8_0")]
+    /// Convert a Hugging Face transformers or CTranslate2 Whisper folder into a ggml model.
+    #[command(after_help = "Two kinds of folder are read, told apart by their files:
+  Hugging Face transformers (most Cantonese fine-tunes): config.json, model.safetensors
+    (or model-0000N-of-0000M.safetensors shards and model.safetensors.index.json),
+    vocab.json and added_tokens.json, or tokenizer.json
+  CTranslate2 / faster-whisper: model.bin, config.json, vocabulary.txt (or .json)
+Examples:
+  git clone https://huggingface.co/alvanlii/whisper-small-cantonese
+  cantocap model import ./whisper-small-cantonese -o models/ggml-small-yue.bin
+  cantocap model import ./faster-whisper-small-ct2 -o models/ggml-small.bin --quantize q8_0")]
     Import {
-        /// The CTranslate2 model folder.
+        /// The model folder (transformers or CTranslate2).
         dir: PathBuf,
         /// The ggml file to write.
         #[arg(short, long, value_name = "FILE")]
@@ -463,13 +469,16 @@ fn import(dir: &Path, output: &Path, quantize: Quantize) -> Result<()> {
     let started = Instant::now();
     let out_dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile_in(out_dir, output)?;
-    let report = model::import_ct2(dir, &tmp, quantize).inspect_err(|_| {
+    let kind = model::ModelKind::detect(dir)?;
+    let report = model::import_model(dir, &tmp, quantize).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })?;
     std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     eprintln!(
-        "imported {} ({}, {} tokens, {} mel bins) as {quantize}: {} in {:.1} s",
+        "imported {} ({} {}, {}, {} tokens, {} mel bins) as {quantize}: {} in {:.1} s",
         dir.display(),
+        kind.name(),
+        report.source_dtype,
         if report.multilingual { "multilingual" } else { "English-only" },
         report.n_vocab,
         report.n_mels,

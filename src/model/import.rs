@@ -1,4 +1,6 @@
-//! Importing a CTranslate2 (faster-whisper) Whisper folder into whisper.cpp's ggml format.
+//! Importing a Whisper folder into whisper.cpp's ggml format: a CTranslate2
+//! (faster-whisper) folder, described here, or a Hugging Face transformers folder
+//! (see [`super::hf`]'s table); [`import_model`] tells them apart.
 //!
 //! A CTranslate2 Whisper folder holds `model.bin` (the weights, see [`super::ct2`]),
 //! `config.json` and `vocabulary.txt` (or `vocabulary.json`). The weights are Hugging
@@ -35,6 +37,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -143,7 +146,7 @@ pub struct ImportReport {
     pub bytes_written: u64,
     /// How the weight matrices were stored.
     pub quantize: Quantize,
-    /// The CTranslate2 type of the source weights, such as `float16` or `int8`.
+    /// The type of the source token embedding, such as `float16`, `bfloat16` or `int8`.
     pub source_dtype: String,
     /// The header written, for [`GgmlHeader::size_name`] and friends.
     pub header: GgmlHeader,
@@ -171,8 +174,115 @@ pub fn import_ct2_with_progress(
     quantize: Quantize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ImportReport> {
-    let mut source = Source::open(ct2_dir)?;
-    let plan = plan_tensors(&source.model, &source.hp)?;
+    let source = Source::open(ct2_dir)?;
+    convert(source, out, quantize, progress)
+}
+
+/// What kind of model folder [`import_model`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// A CTranslate2 (faster-whisper) folder: `model.bin`, `config.json`, a vocabulary.
+    Ct2,
+    /// A Hugging Face transformers folder: `config.json`, `model.safetensors` (or shards
+    /// and `model.safetensors.index.json`), `vocab.json` or `tokenizer.json`.
+    Transformers,
+}
+
+impl ModelKind {
+    /// Tells the kind of the model folder `dir` from the files it holds: `model.bin`
+    /// means CTranslate2; safetensors weights (or PyTorch's `pytorch_model.bin`, which
+    /// the importer then refuses by name) mean transformers.
+    ///
+    /// Fails with [`Error::BadCt2Model`] when `dir` is missing, is a file, or holds
+    /// neither kind.
+    pub fn detect(dir: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::BadCt2Model { path: dir.to_path_buf(), reason };
+        if !dir.exists() {
+            return Err(bad("the folder does not exist".into()));
+        }
+        if !dir.is_dir() {
+            return Err(bad("this is a file; give the model's folder".into()));
+        }
+        if dir.join("model.bin").is_file() {
+            return Ok(Self::Ct2);
+        }
+        let has = |name: &str| dir.join(name).is_file();
+        let shards = std::fs::read_dir(dir)
+            .map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".safetensors"));
+        if has(super::safetensors::SINGLE_FILE)
+            || has(super::safetensors::INDEX_FILE)
+            || shards
+            || has("pytorch_model.bin")
+        {
+            return Ok(Self::Transformers);
+        }
+        Err(bad("the folder has neither model.bin (a CTranslate2 / faster-whisper model) nor \
+             model.safetensors (a Hugging Face transformers model)"
+            .into()))
+    }
+
+    /// A short name for messages: `CTranslate2` or `transformers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ct2 => "CTranslate2",
+            Self::Transformers => "transformers",
+        }
+    }
+}
+
+/// Imports the Whisper model in folder `dir`, a CTranslate2 folder or a Hugging Face
+/// transformers folder (told apart by [`ModelKind::detect`]), into a ggml model at
+/// `out`. Both kinds of the same weights give the same ggml file.
+///
+/// Fails as [`import_ct2`] or [`import_transformers`] do, and when the folder is
+/// neither kind.
+pub fn import_model(dir: &Path, out: &Path, quantize: Quantize) -> Result<ImportReport> {
+    import_model_with_progress(dir, out, quantize, &mut |_, _| {})
+}
+
+/// [`import_model`], calling `progress(done, total)` after each tensor is written.
+pub fn import_model_with_progress(
+    dir: &Path,
+    out: &Path,
+    quantize: Quantize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ImportReport> {
+    match ModelKind::detect(dir)? {
+        ModelKind::Ct2 => import_ct2_with_progress(dir, out, quantize, progress),
+        ModelKind::Transformers => import_transformers_with_progress(dir, out, quantize, progress),
+    }
+}
+
+/// Imports the Hugging Face transformers Whisper model in folder `dir` (see
+/// [`super::hf`]) into a ggml model at `out`, as [`import_ct2`] does for CTranslate2.
+///
+/// Fails with [`Error::BadHfModel`] naming the missing or wrong file, `config.json`
+/// field or tensor, and with [`Error::Io`] when reading or writing fails.
+pub fn import_transformers(dir: &Path, out: &Path, quantize: Quantize) -> Result<ImportReport> {
+    import_transformers_with_progress(dir, out, quantize, &mut |_, _| {})
+}
+
+/// [`import_transformers`], calling `progress(done, total)` after each tensor is written.
+pub fn import_transformers_with_progress(
+    dir: &Path,
+    out: &Path,
+    quantize: Quantize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ImportReport> {
+    let source = super::hf::open(dir)?;
+    convert(source, out, quantize, progress)
+}
+
+/// Writes a checked source as a ggml model.
+fn convert(
+    mut source: Source,
+    out: &Path,
+    quantize: Quantize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ImportReport> {
+    let plan = std::mem::take(&mut source.plan);
     let header = source.hp.header(quantize);
 
     let file = File::create(out).map_err(|e| out_err(out, e))?;
@@ -221,18 +331,18 @@ fn out_err(out: &Path, source: std::io::Error) -> Error {
     Error::Io { path: out.to_path_buf(), source }
 }
 
-/// Whisper's hyperparameters, derived from the shapes of the CTranslate2 variables.
+/// Whisper's hyperparameters, derived from the shapes of the source's weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Hparams {
-    n_vocab: usize,
-    n_audio_ctx: usize,
-    n_state: usize,
-    n_audio_head: usize,
-    n_audio_layer: usize,
-    n_text_ctx: usize,
-    n_text_head: usize,
-    n_text_layer: usize,
-    n_mels: usize,
+pub(super) struct Hparams {
+    pub(super) n_vocab: usize,
+    pub(super) n_audio_ctx: usize,
+    pub(super) n_state: usize,
+    pub(super) n_audio_head: usize,
+    pub(super) n_audio_layer: usize,
+    pub(super) n_text_ctx: usize,
+    pub(super) n_text_head: usize,
+    pub(super) n_text_layer: usize,
+    pub(super) n_mels: usize,
 }
 
 impl Hparams {
@@ -254,16 +364,52 @@ impl Hparams {
 }
 
 /// Whisper's encoder always sees 30 s of audio as 1500 positions.
-const WHISPER_AUDIO_CTX: usize = 1500;
+pub(super) const WHISPER_AUDIO_CTX: usize = 1500;
 /// Every Whisper size uses 64-wide attention heads.
 const WHISPER_HEAD_DIM: usize = 64;
 
-/// A checked CTranslate2 Whisper folder, ready to convert.
-struct Source {
-    model: Ct2Model,
-    hp: Hparams,
-    tokens: Vec<Vec<u8>>,
-    source_dtype: String,
+/// Named weights the converter reads: CTranslate2's `model.bin` or safetensors files.
+pub(super) trait Weights {
+    /// The shape of `name`, outermost first, if it is there.
+    fn shape(&self, name: &str) -> Option<&[usize]>;
+    /// The error for a weight that is not there (or cannot be read).
+    fn missing(&self, name: &str) -> Error;
+    /// An error about weight `name`.
+    fn bad(&self, name: &str, reason: String) -> Error;
+    /// Rows `rows` (over the first dimension) of `name`, as `f32`.
+    fn read_rows_f32(&mut self, name: &str, rows: Range<usize>) -> Result<Vec<f32>>;
+}
+
+impl Weights for Ct2Model {
+    fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.get(name).map(|v| v.shape.as_slice())
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        match self.require(name) {
+            Err(e) => e,
+            Ok(_) => self.bad(name, format!("variable {name} cannot be read")),
+        }
+    }
+
+    fn bad(&self, _name: &str, reason: String) -> Error {
+        Error::BadCt2Model { path: self.path().to_path_buf(), reason }
+    }
+
+    fn read_rows_f32(&mut self, name: &str, rows: Range<usize>) -> Result<Vec<f32>> {
+        Ct2Model::read_rows_f32(self, name, rows)
+    }
+}
+
+/// A checked model folder, ready to convert.
+pub(super) struct Source {
+    pub(super) weights: Box<dyn Weights>,
+    pub(super) hp: Hparams,
+    /// The text tokens (those before `<|endoftext|>`), byte-decoded.
+    pub(super) tokens: Vec<Vec<u8>>,
+    /// The type of the token embedding, such as `float16`.
+    pub(super) source_dtype: String,
+    pub(super) plan: Vec<Planned>,
 }
 
 impl Source {
@@ -317,28 +463,29 @@ impl Source {
                 ),
             ));
         }
-        // whisper.cpp hard-codes the special token ids from n_vocab alone.
-        let expected_eot = if hp.n_vocab >= 51865 { 50257 } else { 50256 };
-        match vocab.end_of_text() {
-            Some(eot) if eot == expected_eot => {}
-            Some(eot) => {
-                return Err(bad(
-                    vocab_path,
-                    format!(
-                    "{END_OF_TEXT} is token {eot}, but whisper.cpp expects it at {expected_eot} \
-                         in a model of {} tokens",
-                    hp.n_vocab
-                ),
-                ))
-            }
-            None => {
-                return Err(bad(vocab_path, format!("the vocabulary has no {END_OF_TEXT} token")))
-            }
-        }
+        check_end_of_text(&vocab, hp.n_vocab).map_err(|r| bad(vocab_path.clone(), r))?;
         let tokens = vocab.text_token_bytes().map_err(|reason| bad(vocab_path.clone(), reason))?;
 
         let source_dtype = model.require("decoder/embeddings/weight")?.dtype.name().to_owned();
-        Ok(Self { model, hp, tokens, source_dtype })
+        let plan = plan_tensors(&model, &hp)?;
+        Ok(Self { weights: Box::new(model), hp, tokens, source_dtype, plan })
+    }
+}
+
+/// whisper.cpp hard-codes the special token ids from `n_vocab` alone: `<|endoftext|>`
+/// must be where it expects it. The error is the reason, for the caller's error type.
+pub(super) fn check_end_of_text(
+    vocab: &Vocabulary,
+    n_vocab: usize,
+) -> std::result::Result<(), String> {
+    let expected = if n_vocab >= 51865 { 50257 } else { 50256 };
+    match vocab.end_of_text() {
+        Some(eot) if eot == expected => Ok(()),
+        Some(eot) => Err(format!(
+            "{END_OF_TEXT} is token {eot}, but whisper.cpp expects it at {expected} in a model \
+             of {n_vocab} tokens"
+        )),
+        None => Err(format!("the vocabulary has no {END_OF_TEXT} token")),
     }
 }
 
@@ -447,7 +594,7 @@ fn derive_hparams(model: &mut Ct2Model) -> Result<Hparams> {
 
 /// Where an output tensor's values come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Origin {
+pub(super) enum Origin {
     /// A whole CTranslate2 variable.
     Var(String),
     /// Rows `start..start + len` (first dimension) of a variable: one part of a fused
@@ -459,7 +606,7 @@ enum Origin {
 
 /// How an output tensor is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Store {
+pub(super) enum Store {
     /// Always f32: biases, norms, positional embeddings.
     F32,
     /// Always f16: the conv kernels (whisper.cpp's `vtype`).
@@ -470,35 +617,40 @@ enum Store {
 
 /// One tensor of the ggml file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Planned {
-    name: String,
-    from: Origin,
+pub(super) struct Planned {
+    pub(super) name: String,
+    pub(super) from: Origin,
     /// Dimensions innermost first, as ggml stores them.
-    ne: Vec<usize>,
-    store: Store,
+    pub(super) ne: Vec<usize>,
+    pub(super) store: Store,
 }
 
 /// Builds the tensor list, checking each source variable's shape on the way.
-struct Planner<'a> {
-    model: &'a Ct2Model,
-    d: usize,
-    plan: Vec<Planned>,
+pub(super) struct Planner<'a> {
+    pub(super) model: &'a dyn Weights,
+    pub(super) d: usize,
+    pub(super) plan: Vec<Planned>,
 }
 
 impl Planner<'_> {
-    fn check(&self, var: &str, shape: &[usize]) -> Result<()> {
-        let v = self.model.require(var)?;
-        if v.shape != shape {
-            return Err(Error::BadCt2Model {
-                path: self.model.path().to_path_buf(),
-                reason: format!("{var} has shape {:?}, expected {shape:?}", v.shape),
-            });
+    pub(super) fn check(&self, var: &str, shape: &[usize]) -> Result<()> {
+        let got = self.model.shape(var).ok_or_else(|| self.model.missing(var))?;
+        if got != shape {
+            return Err(self
+                .model
+                .bad(var, format!("{var} has shape {got:?}, expected {shape:?}")));
         }
         Ok(())
     }
 
-    /// A whole variable of CTranslate2 shape `shape` (ggml lists it reversed).
-    fn whole(&mut self, name: String, var: String, shape: &[usize], store: Store) -> Result<()> {
+    /// A whole variable of source shape `shape` (ggml lists it reversed).
+    pub(super) fn whole(
+        &mut self,
+        name: String,
+        var: String,
+        shape: &[usize],
+        store: Store,
+    ) -> Result<()> {
         self.check(&var, shape)?;
         self.plan.push(Planned {
             name,
@@ -580,11 +732,12 @@ impl Planner<'_> {
 /// Lists the tensors whisper.cpp expects, in the order OpenAI's checkpoints (and so
 /// whisper.cpp's converter) hold them, checking each source variable's shape.
 fn plan_tensors(model: &Ct2Model, hp: &Hparams) -> Result<Vec<Planned>> {
+    let model: &dyn Weights = model;
     let d = hp.n_state;
     let mut p = Planner { model, d, plan: Vec::new() };
 
     let pe = "encoder/position_encodings/encodings";
-    if model.get(pe).is_some() {
+    if model.shape(pe).is_some() {
         p.whole(
             "encoder.positional_embedding".into(),
             pe.into(),
@@ -686,11 +839,12 @@ fn write_model<W: Write>(
                 w.write_data(&whisper_sinusoids(*len, *channels)).map_err(io)?;
             }
             Origin::Var(var) => {
-                let rows = source.model.require(var)?.rows();
-                copy_rows(out, w, &mut source.model, var, 0, rows)?;
+                let shape = source.weights.shape(var).ok_or_else(|| source.weights.missing(var))?;
+                let rows = shape.first().copied().unwrap_or(1);
+                copy_rows(out, w, source.weights.as_mut(), var, 0, rows)?;
             }
             Origin::Rows { var, start, len } => {
-                copy_rows(out, w, &mut source.model, var, *start, *len)?
+                copy_rows(out, w, source.weights.as_mut(), var, *start, *len)?
             }
         }
         w.end_tensor().map_err(io)?;
@@ -703,12 +857,13 @@ fn write_model<W: Write>(
 fn copy_rows<W: Write>(
     out: &Path,
     w: &mut GgmlWriter<W>,
-    model: &mut Ct2Model,
+    model: &mut dyn Weights,
     var: &str,
     start: usize,
     len: usize,
 ) -> Result<()> {
-    let row_len = model.require(var)?.row_len().max(1);
+    let shape = model.shape(var).ok_or_else(|| model.missing(var))?;
+    let row_len = shape.iter().skip(1).product::<usize>().max(1);
     let chunk_rows = (CHUNK_VALUES / row_len).max(1);
     let mut row = start;
     while row < start + len {

@@ -1,8 +1,10 @@
-//! Whisper models: importing CTranslate2 folders into ggml, and reading ggml headers;
+//! Whisper models: importing Hugging Face transformers and CTranslate2 folders into ggml,
+//! and reading ggml headers;
 //! converting Silero VAD weights into whisper.cpp's VAD model ([`silero`]).
 //!
 //! The import is a pipeline of small parts, each usable alone:
-//! [`ct2`] reads CTranslate2's `model.bin`, [`tokens`] byte-decodes its vocabulary,
+//! [`ct2`] reads CTranslate2's `model.bin`, [`safetensors`] Hugging Face's weights,
+//! [`tokens`] byte-decodes the vocabulary,
 //! [`mel`] computes Whisper's mel filterbank, [`ggml`] writes (and reads back) whisper.cpp's
 //! model format, and [`import`] maps one onto the other.
 //!
@@ -19,14 +21,18 @@
 
 pub mod ct2;
 pub mod ggml;
+pub mod hf;
 pub mod import;
 pub mod mel;
+pub mod safetensors;
 pub mod silero;
 pub mod tokens;
 
 pub use ggml::{read_ggml_header, GgmlHeader};
 pub use import::{
-    import_ct2, import_ct2_with_progress, ImportReport, ParseQuantizeError, Quantize,
+    import_ct2, import_ct2_with_progress, import_model, import_model_with_progress,
+    import_transformers, import_transformers_with_progress, ImportReport, ModelKind,
+    ParseQuantizeError, Quantize,
 };
 pub use silero::{import_silero, read_vad_model, SileroVersion};
 

@@ -181,3 +181,314 @@ fn a_truncated_import_is_refused_by_the_header_reader() {
         other => panic!("expected BadModel, got {other:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Hugging Face transformers folders, built from the real CTranslate2 base model's weights
+// renamed to transformers' tensor names: the import must give the very same ggml file.
+
+use cantocap::asr::{TranscribeOptions, WhisperModel};
+use cantocap::audio::read_wav;
+use cantocap::model::import_model;
+use cantocap::model::safetensors::{write_safetensors, SafeDType};
+use cantocap::model::tokens::Vocabulary;
+
+use crate::common::{speak, whisper_lock};
+
+/// One safetensors tensor to write: name, shape, values.
+type HfTensor = (String, Vec<usize>, Vec<f32>);
+
+/// The CT2 base model's weights under transformers' names, with the `model.` prefix
+/// `WhisperForConditionalGeneration` saves them with.
+fn transformers_tensors(ct2: &mut Ct2Model) -> Vec<HfTensor> {
+    let shape = |ct2: &Ct2Model, v: &str| ct2.get(v).unwrap_or_else(|| panic!("{v}")).shape.clone();
+    let mut out: Vec<HfTensor> = Vec::new();
+    let whole = |ct2: &mut Ct2Model, out: &mut Vec<HfTensor>, hf: String, var: &str| {
+        let s = shape(ct2, var);
+        out.push((hf, s, ct2.read_f32(var).unwrap()));
+    };
+    let d = shape(ct2, "decoder/embeddings/weight")[1];
+    // Rows `part·d .. (part+1)·d` of a fused CT2 projection.
+    let part = |ct2: &mut Ct2Model, var: &str, part: usize| -> Vec<f32> {
+        ct2.read_rows_f32(var, part * d..(part + 1) * d).unwrap()
+    };
+    let m = "model";
+    whole(
+        ct2,
+        &mut out,
+        format!("{m}.encoder.embed_positions.weight"),
+        "encoder/position_encodings/encodings",
+    );
+    for conv in ["conv1", "conv2"] {
+        for p in ["weight", "bias"] {
+            whole(ct2, &mut out, format!("{m}.encoder.{conv}.{p}"), &format!("encoder/{conv}/{p}"));
+        }
+    }
+    let norm = |ct2: &mut Ct2Model, out: &mut Vec<HfTensor>, hf: String, var: String| {
+        out.push((format!("{hf}.weight"), vec![d], ct2.read_f32(&format!("{var}/gamma")).unwrap()));
+        out.push((format!("{hf}.bias"), vec![d], ct2.read_f32(&format!("{var}/beta")).unwrap()));
+    };
+    let linear = |ct2: &mut Ct2Model, out: &mut Vec<HfTensor>, hf: String, var: String| {
+        for p in ["weight", "bias"] {
+            let v = format!("{var}/{p}");
+            out.push((format!("{hf}.{p}"), shape(ct2, &v), ct2.read_f32(&v).unwrap()));
+        }
+    };
+    for side in ["encoder", "decoder"] {
+        let layers = ct2
+            .variables()
+            .iter()
+            .filter(|v| {
+                v.name.starts_with(&format!("{side}/layer_"))
+                    && v.name.ends_with("ffn/linear_0/weight")
+            })
+            .count();
+        for i in 0..layers {
+            let (hf, ct) = (format!("{m}.{side}.layers.{i}"), format!("{side}/layer_{i}"));
+            let sa = format!("{ct}/self_attention");
+            let (w, b) = (format!("{sa}/linear_0/weight"), format!("{sa}/linear_0/bias"));
+            // Whisper's key projection has no bias: the CT2 key slot holds zeros.
+            out.push((format!("{hf}.self_attn.q_proj.weight"), vec![d, d], part(ct2, &w, 0)));
+            out.push((format!("{hf}.self_attn.q_proj.bias"), vec![d], part_bias(ct2, &b, 0, d)));
+            out.push((format!("{hf}.self_attn.k_proj.weight"), vec![d, d], part(ct2, &w, 1)));
+            out.push((format!("{hf}.self_attn.v_proj.weight"), vec![d, d], part(ct2, &w, 2)));
+            out.push((format!("{hf}.self_attn.v_proj.bias"), vec![d], part_bias(ct2, &b, 2, d)));
+            linear(ct2, &mut out, format!("{hf}.self_attn.out_proj"), format!("{sa}/linear_1"));
+            norm(ct2, &mut out, format!("{hf}.self_attn_layer_norm"), format!("{sa}/layer_norm"));
+            if side == "decoder" {
+                let ca = format!("{ct}/attention");
+                linear(
+                    ct2,
+                    &mut out,
+                    format!("{hf}.encoder_attn.q_proj"),
+                    format!("{ca}/linear_0"),
+                );
+                let (w, b) = (format!("{ca}/linear_1/weight"), format!("{ca}/linear_1/bias"));
+                out.push((
+                    format!("{hf}.encoder_attn.k_proj.weight"),
+                    vec![d, d],
+                    part(ct2, &w, 0),
+                ));
+                out.push((
+                    format!("{hf}.encoder_attn.v_proj.weight"),
+                    vec![d, d],
+                    part(ct2, &w, 1),
+                ));
+                out.push((
+                    format!("{hf}.encoder_attn.v_proj.bias"),
+                    vec![d],
+                    part_bias(ct2, &b, 1, d),
+                ));
+                linear(
+                    ct2,
+                    &mut out,
+                    format!("{hf}.encoder_attn.out_proj"),
+                    format!("{ca}/linear_2"),
+                );
+                norm(
+                    ct2,
+                    &mut out,
+                    format!("{hf}.encoder_attn_layer_norm"),
+                    format!("{ca}/layer_norm"),
+                );
+            }
+            linear(ct2, &mut out, format!("{hf}.fc1"), format!("{ct}/ffn/linear_0"));
+            linear(ct2, &mut out, format!("{hf}.fc2"), format!("{ct}/ffn/linear_1"));
+            norm(ct2, &mut out, format!("{hf}.final_layer_norm"), format!("{ct}/ffn/layer_norm"));
+        }
+        norm(ct2, &mut out, format!("{m}.{side}.layer_norm"), format!("{side}/layer_norm"));
+    }
+    whole(ct2, &mut out, format!("{m}.decoder.embed_tokens.weight"), "decoder/embeddings/weight");
+    whole(
+        ct2,
+        &mut out,
+        format!("{m}.decoder.embed_positions.weight"),
+        "decoder/position_encodings/encodings",
+    );
+    out
+}
+
+/// Part `index` of a fused bias of `d`-wide parts.
+fn part_bias(ct2: &mut Ct2Model, var: &str, index: usize, d: usize) -> Vec<f32> {
+    ct2.read_f32(var).unwrap()[index * d..(index + 1) * d].to_vec()
+}
+
+/// How to lay out the transformers folder.
+struct HfLayout {
+    dtype: SafeDType,
+    /// 1: `model.safetensors`; more: shards with `model.safetensors.index.json`.
+    shards: usize,
+    /// `vocab.json` + `added_tokens.json` (true) or only `tokenizer.json` (false).
+    vocab_json: bool,
+}
+
+/// Writes the CT2 base model as a transformers folder under `dir`.
+fn write_transformers_folder(dir: &Path, layout: &HfLayout) {
+    let src = ct2_model("whisper-base");
+    let mut ct2 = Ct2Model::open(&src.join("model.bin")).unwrap();
+    let heads = ct2.read_scalar_i64("encoder/num_heads").unwrap();
+    let dec_heads = ct2.read_scalar_i64("decoder/num_heads").unwrap();
+    let tensors = transformers_tensors(&mut ct2);
+    let embed = &tensors.iter().find(|t| t.0 == "model.decoder.embed_tokens.weight").unwrap().1;
+    let n_layers = |side: &str| {
+        tensors
+            .iter()
+            .filter(|t| {
+                t.0.starts_with(&format!("model.{side}.layers.")) && t.0.ends_with("fc1.weight")
+            })
+            .count()
+    };
+    let conv1 = &tensors.iter().find(|t| t.0 == "model.encoder.conv1.weight").unwrap().1;
+    let config = serde_json::json!({
+        "architectures": ["WhisperForConditionalGeneration"],
+        "model_type": "whisper",
+        "d_model": embed[1],
+        "encoder_layers": n_layers("encoder"),
+        "decoder_layers": n_layers("decoder"),
+        "encoder_attention_heads": heads,
+        "decoder_attention_heads": dec_heads,
+        "num_mel_bins": conv1[1],
+        "vocab_size": embed[0],
+        "max_source_positions": 1500,
+        "max_target_positions": 448,
+        "torch_dtype": "float16",
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+
+    // The vocabulary: vocab.json up to <|endoftext|>, the specials in added_tokens.json
+    // (the timestamps, which transformers derives itself, are left out); or the real
+    // Hugging Face tokenizer.json that came with the CT2 model.
+    if layout.vocab_json {
+        let vocab = Vocabulary::read(&src).unwrap();
+        let eot = vocab.end_of_text().unwrap();
+        let map = |range: std::ops::Range<usize>| -> serde_json::Map<String, serde_json::Value> {
+            range.map(|i| (vocab.tokens[i].clone(), serde_json::Value::from(i))).collect()
+        };
+        let specials = vocab.tokens.iter().position(|t| t == "<|0.00|>").unwrap();
+        std::fs::write(
+            dir.join("vocab.json"),
+            serde_json::Value::Object(map(0..eot + 1)).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("added_tokens.json"),
+            serde_json::Value::Object(map(eot + 1..specials)).to_string(),
+        )
+        .unwrap();
+    } else {
+        std::fs::copy(src.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    }
+
+    let typed: Vec<_> = tensors.into_iter().map(|(n, s, v)| (n, s, layout.dtype, v)).collect();
+    if layout.shards == 1 {
+        write_safetensors(&dir.join("model.safetensors"), &typed).unwrap();
+    } else {
+        let per = typed.len().div_ceil(layout.shards);
+        let mut weight_map = serde_json::Map::new();
+        for (k, chunk) in typed.chunks(per).enumerate() {
+            let file = format!("model-{:05}-of-{:05}.safetensors", k + 1, layout.shards);
+            write_safetensors(&dir.join(&file), chunk).unwrap();
+            for t in chunk {
+                weight_map.insert(t.0.clone(), file.clone().into());
+            }
+        }
+        let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    }
+}
+
+/// Every header field, token, filter and tensor of the two ggml files is equal (and so
+/// are the files, byte for byte).
+fn assert_same_ggml(a: &Path, b: &Path) {
+    let (ia, ib) = (read_ggml_info(a).unwrap(), read_ggml_info(b).unwrap());
+    assert_eq!(ia.header, ib.header);
+    assert_eq!(ia.tokens, ib.tokens);
+    assert_eq!(ia.mel_filters, ib.mel_filters);
+    let names = |i: &GgmlModelInfo| {
+        i.tensors.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type)).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&ia), names(&ib));
+    for (ta, tb) in ia.tensors.iter().zip(&ib.tensors) {
+        assert!(
+            read_ggml_tensor(a, ta).unwrap() == read_ggml_tensor(b, tb).unwrap(),
+            "{} differs",
+            ta.name
+        );
+    }
+    assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "the files differ");
+}
+
+fn transcript(model: &Path, wav: &Path) -> String {
+    let model = WhisperModel::load(model).unwrap();
+    let samples = read_wav(wav).unwrap().to_whisper_input().unwrap();
+    let opts = TranscribeOptions { language: Some("en".into()), threads: 2, ..Default::default() };
+    let segments = model.transcribe(&samples, &opts).unwrap();
+    segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_transformers_folder_imports_to_the_same_model_as_ct2_and_transcribes_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("whisper-base-hf");
+    std::fs::create_dir(&hf).unwrap();
+    write_transformers_folder(
+        &hf,
+        &HfLayout { dtype: SafeDType::F16, shards: 1, vocab_json: true },
+    );
+
+    let (_ct2_dir, ct2_out, ct2_report) = import("whisper-base", Quantize::F16);
+    let hf_out = dir.path().join("ggml-hf.bin");
+    let report = import_model(&hf, &hf_out, Quantize::F16).unwrap();
+    assert_eq!(report.header, ct2_report.header);
+    assert_eq!(report.tokens_written, 50257);
+    assert_eq!(report.source_dtype, "float16");
+    assert_eq!(report.tensors, ct2_report.tensors);
+    assert_same_ggml(&ct2_out, &hf_out);
+
+    let _lock = whisper_lock();
+    let wav = dir.path().join("english.wav");
+    speak("en", "Please send the minutes of the meeting to everyone before Friday.", &wav);
+    let (from_ct2, from_hf) = (transcript(&ct2_out, &wav), transcript(&hf_out, &wav));
+    assert!(from_ct2.to_lowercase().contains("friday"), "{from_ct2:?}");
+    assert_eq!(from_hf, from_ct2);
+}
+
+#[test]
+fn sharded_f32_transformers_weights_with_tokenizer_json_import_as_f16_and_q8_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("whisper-base-sharded");
+    std::fs::create_dir(&hf).unwrap();
+    write_transformers_folder(
+        &hf,
+        &HfLayout { dtype: SafeDType::F32, shards: 3, vocab_json: false },
+    );
+    assert!(hf.join("model-00003-of-00003.safetensors").is_file());
+
+    for quantize in [Quantize::F16, Quantize::Q8_0] {
+        let (_ct2_dir, ct2_out, _) = import("whisper-base", quantize);
+        let hf_out = dir.path().join(format!("ggml-hf-{quantize}.bin"));
+        let report = import_model(&hf, &hf_out, quantize).unwrap();
+        assert_eq!(report.source_dtype, "float32");
+        assert_eq!(report.quantize, quantize);
+        // f16 → f32 → f16 is exact, so even the sharded f32 copy gives the same file.
+        assert_same_ggml(&ct2_out, &hf_out);
+    }
+
+    // The command line tells the kind of folder and says what it read.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cantocap"))
+        .args(["model", "import"])
+        .arg(&hf)
+        .arg("-o")
+        .arg(dir.path().join("cli.bin"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("transformers float32"), "{stderr}");
+    assert_eq!(read_ggml_header(&dir.path().join("cli.bin")).unwrap().size_name(), "base");
+
+    // A missing shard is named.
+    std::fs::rename(hf.join("model-00002-of-00003.safetensors"), dir.path().join("moved")).unwrap();
+    let err = import_model(&hf, &dir.path().join("x.bin"), Quantize::F16).unwrap_err().to_string();
+    assert!(err.contains("model-00002-of-00003.safetensors") && err.contains("missing"), "{err}");
+    assert!(!dir.path().join("x.bin").exists());
+}

@@ -10,6 +10,7 @@ mod caption;
 mod cli;
 mod client;
 mod common;
+mod download;
 mod eval;
 mod hostile;
 mod import;
