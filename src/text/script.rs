@@ -301,7 +301,7 @@ impl ScriptConverter {
     /// has none for valid UTF-8), the text comes back unchanged rather than lost.
     ///
     /// For Hong Kong and Taiwan output, each clause is converted according to how it is
-    /// written (see [`clauses`](self)): Simplified clauses from Simplified, clauses in
+    /// written (see the module documentation): Simplified clauses from Simplified, clauses in
     /// Traditional characters only to the target region's forms.
     pub fn convert(&self, text: &str) -> String {
         let Some(chains) = &self.chains else {
