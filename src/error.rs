@@ -122,7 +122,8 @@ pub enum Error {
 
     /// A language code Whisper does not know.
     #[error(
-        "unknown language {code:?}: use a Whisper language code such as yue, zh or en, or auto"
+        "unknown language {code:?}: use Whisper language codes such as yue, zh or en, several \
+         joined by + (yue+en), or auto"
     )]
     UnknownLanguage {
         /// The code given.

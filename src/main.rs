@@ -164,9 +164,11 @@ struct LiveArgs {
 struct DecodeArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Language: yue (Cantonese, default on multilingual models), zh, en, … or auto.
-    /// On models without a yue token, Cantonese is decoded as zh with a Cantonese prompt.
-    #[arg(short, long)]
+    /// Language: yue (Cantonese), en, zh (Mandarin), … or auto; or several joined by +,
+    /// each utterance then decoded in the one it sounds most like [default: yue+en on
+    /// multilingual models, en on .en models]. On models without a yue token, Cantonese
+    /// is decoded as zh with a Cantonese prompt (and cannot be told from zh).
+    #[arg(short, long, value_name = "LANG[+LANG…]")]
     language: Option<String>,
     /// Initial prompt for Whisper (overrides the automatic Cantonese prompt; "" for none).
     #[arg(long)]
@@ -340,7 +342,7 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     let plan = model.plan(&opts)?;
     if plan.cantonese_via_zh {
         eprintln!(
-            "note: {} has no Cantonese (yue) token; decoding as zh with a Cantonese prompt",
+            "note: {} has no Cantonese (yue) token; Cantonese is decoded as zh with a Cantonese prompt",
             model_path.display()
         );
     }
@@ -524,7 +526,7 @@ fn info(path: Option<PathBuf>) -> Result<()> {
     println!("weights:      {}", header.ftype_name());
     println!(
         "default:      language {}{}",
-        plan.language.as_deref().unwrap_or("auto"),
+        plan.describe(),
         if plan.cantonese_via_zh { " with the Cantonese prompt (no yue token)" } else { "" }
     );
     Ok(())

@@ -74,33 +74,223 @@ pub fn is_known_hallucination(text: &str) -> bool {
 }
 
 /// Is the text just the initial prompt written back? Small models given a prompt
-/// sometimes copy it instead of transcribing (on music, noise, or speech they cannot
-/// follow), skipping and reordering words. Taken as such an echo: text of six or
-/// more letters that all appear, in order, in the prompt; or of eight or more
-/// letters all drawn from the prompt. (Shorter text could be a real utterance that
-/// happens to be in the prompt.)
+/// copy it instead of transcribing (on music, noise, or speech they cannot follow),
+/// skipping and reordering words. See [`prompt_echoes`] for what counts; this is
+/// true when every letter of the text is in an echo, or when the text has eight or
+/// more letters all drawn from the prompt, in any order.
 pub fn is_prompt_echo(text: &str, prompt: &str) -> bool {
     let t: Vec<char> = skeleton(text).chars().collect();
+    if t.is_empty() || prompt.is_empty() {
+        return false;
+    }
     let p: Vec<char> = skeleton(prompt).chars().collect();
     if t.len() >= 8 && t.iter().all(|c| p.contains(c)) {
         return true;
     }
-    let mut rest = p.iter();
-    t.len() >= 6 && t.iter().all(|c| rest.any(|q| q == c))
+    let echoes = prompt_echoes(text, prompt);
+    let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+    chars
+        .iter()
+        .enumerate()
+        .all(|(i, c)| !c.is_alphanumeric() || echoes.iter().any(|r| r.contains(&i)))
+}
+
+/// How a piece of text lines up with the prompt, letter by letter, in order.
+#[derive(Debug, Default, PartialEq)]
+struct PromptMatch {
+    /// Letters found in the prompt, in order.
+    matched: usize,
+    /// Letters not found (after the ones before them).
+    missed: usize,
+    /// Runs of letters that are contiguous in the prompt, and the longest.
+    pieces: usize,
+    longest: usize,
+}
+
+fn match_prompt(letters: &[char], prompt: &[char]) -> PromptMatch {
+    // Longest common subsequence, by dynamic programming (clauses are short).
+    let (n, m) = (letters.len(), prompt.len());
+    let mut lcs = vec![vec![0u16; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if letters[i] == prompt[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    // Walk one best alignment, counting its contiguous pieces.
+    let mut out = PromptMatch { matched: usize::from(lcs[0][0]), ..Default::default() };
+    out.missed = n - out.matched;
+    let (mut i, mut j, mut run) = (0, 0, 0);
+    while i < n && j < m {
+        if letters[i] == prompt[j] && lcs[i][j] == lcs[i + 1][j + 1] + 1 {
+            run += 1;
+            if run == 1 {
+                out.pieces += 1;
+            }
+            out.longest = out.longest.max(run);
+            i += 1;
+            j += 1;
+        } else {
+            run = 0;
+            if lcs[i][j + 1] >= lcs[i + 1][j] {
+                j += 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Sentence particles and fillers Whisper adds around an echo (`咁嘅度傾咗`,
+/// `我哋話喇`): at the ends of a clause they are not held against it being one.
+const FILLERS: &[char] = &['咁', '喇', '呀', '啦', '喎', '囉', '嘛', '啊', '吖', '㗎', '呢', '嘞'];
+
+/// Is a clause (its letters) an echo? Fillers at its ends aside, either six or more
+/// letters are found in order in the prompt (three in four at least), or three to
+/// five are, all of them, in short pieces (three letters at most) from different
+/// places of the prompt: three or more pieces (`我哋係啱`: 我哋 … 係 … 啱), or two
+/// making five letters (`我哋喺度傾`) or of two letters at most (`我哋話`). One
+/// contiguous piece (`佢話冇問題`, `唔該晒`), two pieces of four letters with one of
+/// three or more (`我冇問題`, also `嘅度傾咗`, an echo let through), or a clause with a
+/// word not in the prompt (`今日好熱`) could be said for real and is kept.
+fn is_echo_clause(letters: &[char], prompt: &[char]) -> bool {
+    let start = letters.iter().position(|c| !FILLERS.contains(c)).unwrap_or(letters.len());
+    let end = letters.iter().rposition(|c| !FILLERS.contains(c)).map_or(start, |e| e + 1);
+    let core = &letters[start..end.max(start)];
+    let m = match_prompt(core, prompt);
+    (m.matched >= 6 && m.missed * 4 <= core.len())
+        || (m.matched >= 3
+            && m.missed == 0
+            && m.pieces >= 2
+            && m.longest <= 3
+            && (m.pieces >= 3 || m.matched >= 5 || m.longest <= 2))
+}
+
+/// Words of the prompt's heading that are said for real on their own.
+const HEADING_WORDS: &[&str] = &["以下", "以下係", "廣東話"];
+
+fn is_clause_end(c: char) -> bool {
+    matches!(c, '，' | '。' | '？' | '！' | '；' | '：' | '、' | ',' | '.' | '?' | '!' | ';' | ':')
+}
+
+/// The parts of `text` that echo `prompt` (the automatic Cantonese prompt, or the
+/// user's), as ranges over the text's non-space characters:
+/// - each clause (up to a punctuation mark, which goes with it) that is an echo:
+///   fillers aside, six or more letters found in order in the prompt, or three to
+///   five found in pieces from different places of it, none longer than three
+///   (`我哋係啱。`, `我哋喺度傾咗。`, `咁嘅度傾咗。`), or a run of three or more
+///   letters of the prompt's heading (`咁嘅逐字。`);
+/// - inside other clauses, any run of four or more letters copied from the prompt's
+///   first clause, which is a heading nobody says (`以下係廣東話錄音嘅逐字稿`):
+///   `廣東話錄音` in `廣東話錄音，佢話…`.
+pub fn prompt_echoes(text: &str, prompt: &str) -> Vec<std::ops::Range<usize>> {
+    let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let p: Vec<char> = skeleton(prompt).chars().collect();
+    let heading: Vec<char> = prompt
+        .chars()
+        .take_while(|&c| !is_clause_end(c))
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    let mut echoes = Vec::new();
+    if p.is_empty() {
+        return echoes;
+    }
+    let mut start = 0;
+    while start < chars.len() {
+        let mut end = start;
+        while end < chars.len() && !is_clause_end(chars[end]) {
+            end += 1;
+        }
+        while end < chars.len() && is_clause_end(chars[end]) {
+            end += 1;
+        }
+        // Letters of the clause, with their positions.
+        let letters: Vec<(usize, char)> = (start..end)
+            .filter(|&i| chars[i].is_alphanumeric())
+            .flat_map(|i| chars[i].to_lowercase().map(move |c| (i, c)))
+            .collect();
+        let only: Vec<char> = letters.iter().map(|&(_, c)| c).collect();
+        if is_echo_clause(&only, &p) || is_heading_clause(&only, &heading) {
+            echoes.push(start..end);
+        } else if heading.len() >= 4 {
+            // Runs copied from the heading.
+            let mut i = 0;
+            while i < letters.len() {
+                let best = (0..heading.len())
+                    .map(|h| {
+                        (0..)
+                            .take_while(|&k| {
+                                i + k < letters.len()
+                                    && h + k < heading.len()
+                                    && letters[i + k].1 == heading[h + k]
+                            })
+                            .count()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                if best >= 4 {
+                    echoes.push(letters[i].0..letters[i + best - 1].0 + 1);
+                    i += best;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        start = end;
+    }
+    echoes
+}
+
+/// Is the clause, fillers aside, a run of three or more letters of the heading
+/// (`嘅逐字`), other than a word said for real ([`HEADING_WORDS`])?
+fn is_heading_clause(letters: &[char], heading: &[char]) -> bool {
+    let core: String = letters.iter().filter(|c| !FILLERS.contains(c)).collect();
+    let heading: String = heading.iter().collect();
+    core.chars().count() >= 3 && heading.contains(&core) && !HEADING_WORDS.contains(&core.as_str())
+}
+
+/// The text without its echoes of the prompt (see [`prompt_echoes`]), spacing kept.
+pub fn strip_prompt_echoes(text: &str, prompt: &str) -> String {
+    let echoes = prompt_echoes(text, prompt);
+    if echoes.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            out.push(c);
+            continue;
+        }
+        if !echoes.iter().any(|r| r.contains(&i)) {
+            out.push(c);
+        }
+        i += 1;
+    }
+    // Spaces left where words went, and punctuation left at the start.
+    let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    out.trim_start_matches(|c: char| is_clause_end(c) || c.is_whitespace()).to_string()
 }
 
 /// Does the text loop: one unit repeated so much that it fills the rest of the text?
 /// Whisper does this when decoding goes wrong, for example "係係係係係係係係",
 /// "我哋去，我哋去，我哋去，我哋去", or a whole sentence written three times.
 /// Short units must repeat more to count: 6 times for 1–2 characters, 4 times up to
-/// 16, 3 times beyond, and twice for a unit of 20 or more characters that ends
-/// the text.
+/// 16, 3 times beyond, and twice for a unit of 16 or more letters that ends
+/// the text. Only letters and digits are compared (a loop's punctuation wanders:
+/// `我哋去咗公園，我哋去咗公園。`), and a unit of 8 or more letters may differ in one
+/// letter in ten between its repeats (long loops drift a character here and there).
 ///
 /// Returns the byte offset where the looping begins and the length of the unit in
-/// characters (spaces ignored), or `None` if the text does not loop.
+/// letters, or `None` if the text does not loop.
 pub fn repetition(text: &str) -> Option<(usize, usize)> {
     let chars: Vec<(usize, char)> =
-        text.char_indices().filter(|(_, c)| !c.is_whitespace()).collect();
+        text.char_indices().filter(|(_, c)| c.is_alphanumeric()).collect();
     let n = chars.len();
     let mut best: Option<(usize, usize)> = None; // (char index, period)
     for period in 1..=n / 2 {
@@ -110,22 +300,33 @@ pub fn repetition(text: &str) -> Option<(usize, usize)> {
             _ => 3,
         };
         let needed = (min_repeats - 1) * period;
-        let mut run = 0;
+        // Mismatches allowed within any `needed` comparisons.
+        let allowed = if period >= 8 { needed / 10 } else { 0 };
+        let same = |i: usize| chars[i].1 == chars[i + period].1;
+        // The earliest window of `needed` comparisons with few enough mismatches,
+        // starting on a match.
         let mut found = None;
-        for i in 0..n - period {
-            if chars[i].1 == chars[i + period].1 {
-                run += 1;
-                if run >= needed {
-                    found = Some(i + 1 - run);
+        let mut misses = 0;
+        for end in 0..n - period {
+            misses += usize::from(!same(end));
+            if end >= needed {
+                misses -= usize::from(!same(end - needed));
+            }
+            if end + 1 >= needed && misses <= allowed {
+                let start = end + 1 - needed;
+                if same(start) {
+                    found = Some(start);
                     break;
                 }
-            } else {
-                run = 0;
             }
         }
         // A long unit (a sentence) written twice at the very end is a loop too.
-        if found.is_none() && period >= 20 && run >= period {
-            found = Some(n - period - run);
+        if found.is_none() && period >= 16 {
+            let start = n - 2 * period;
+            let misses = (start..n - period).filter(|&i| !same(i)).count();
+            if misses <= period / 10 && same(start) {
+                found = Some(start);
+            }
         }
         if let Some(start) = found {
             if best.is_none_or(|(s, _)| start < s) {
@@ -134,6 +335,14 @@ pub fn repetition(text: &str) -> Option<(usize, usize)> {
         }
     }
     best.map(|(start, period)| (chars[start].0, period))
+}
+
+/// Is `text` the segment before it written again: the same 16 or more letters?
+/// Whisper loops across segments too, writing a sentence it heard once as two
+/// segments; a sentence that long said twice in a row is rare.
+pub fn repeats_previous(previous: &str, text: &str) -> bool {
+    let s = skeleton(text);
+    s.chars().count() >= 16 && s == skeleton(previous)
 }
 
 fn is_sentence_punct(c: char) -> bool {
@@ -153,7 +362,7 @@ pub fn trim_repetition(text: &str) -> String {
         if kept == period {
             break;
         }
-        if !c.is_whitespace() {
+        if c.is_alphanumeric() {
             kept += 1;
         }
         end = start + i + c.len_utf8();
@@ -161,8 +370,14 @@ pub fn trim_repetition(text: &str) -> String {
     // The loop may have been entered mid-sentence (".Good morning …meeting" rather
     // than "Good morning …meeting."): finish the sentence if it ends within the
     // next unit's worth of text.
-    let rest: Vec<(usize, char)> =
-        text[end..].char_indices().filter(|(_, c)| !c.is_whitespace()).take(period).collect();
+    let mut letters = 0;
+    let rest: Vec<(usize, char)> = text[end..]
+        .char_indices()
+        .take_while(|(_, c)| {
+            letters += usize::from(c.is_alphanumeric());
+            letters <= period
+        })
+        .collect();
     let ends_sentence =
         text[..end].chars().rev().find(|c| !c.is_whitespace()).is_some_and(is_sentence_punct);
     if !ends_sentence {
@@ -216,6 +431,117 @@ mod tests {
         assert!(!is_prompt_echo("我哋今日去飲茶", prompt));
         assert!(!is_prompt_echo("好多嘢我哋今日", prompt), "out of order and short");
         assert!(is_prompt_echo("我哋喺度傾咗好多嘅逐字稿。", prompt), "reordered but long");
+    }
+
+    /// Everyday Hong Kong sentences (tests/data/hk-sentences.txt): real speech.
+    fn real_sentences() -> impl Iterator<Item = &'static str> {
+        include_str!("../../tests/data/hk-sentences.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    }
+
+    /// (spoken, written) pairs recorded from Whisper base in zh + prompt mode.
+    fn recorded() -> Vec<(&'static str, &'static str)> {
+        include_str!("../../tests/data/recorded-base-yue-prompt.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'))
+            .collect()
+    }
+
+    /// Pieces of the Cantonese prompt that turned up in base's outputs.
+    const PROMPT_PIECES: &[&str] = &["傾咗", "廣東話", "錄音", "逐字", "係啱", "喺度傾", "度傾"];
+
+    fn prompt_pieces(text: &str) -> Vec<&'static str> {
+        let s = skeleton(text);
+        PROMPT_PIECES.iter().copied().filter(|p| s.contains(p)).collect()
+    }
+
+    #[test]
+    fn echoes_of_any_length_are_found_in_recorded_outputs() {
+        let prompt = super::super::language::CANTONESE_PROMPT;
+        let recorded = recorded();
+        assert!(recorded.len() >= 30, "the recording is there");
+        let (mut before, mut after) = (0, 0);
+        for (spoken, written) in &recorded {
+            let pieces = prompt_pieces(written);
+            if pieces.iter().any(|p| !skeleton(spoken).contains(p)) {
+                before += 1;
+            }
+            let kept = if is_prompt_echo(written, prompt) {
+                String::new()
+            } else {
+                trim_repetition(&strip_prompt_echoes(written, prompt))
+            };
+            let left: Vec<_> = prompt_pieces(&kept)
+                .into_iter()
+                .filter(|p| !skeleton(spoken).contains(p))
+                .collect();
+            if !left.is_empty() {
+                eprintln!("{written:?} → {kept:?} still echoes {left:?}");
+                after += 1;
+            }
+        }
+        eprintln!("outputs echoing the prompt: {before} before the guard, {after} after");
+        assert!(before >= 8, "only {before} recorded outputs echo the prompt");
+        assert!(after * 3 <= before, "{after} of {before} echoes got through");
+    }
+
+    #[test]
+    fn short_echoes_are_caught_and_short_speech_is_not() {
+        let prompt = super::super::language::CANTONESE_PROMPT;
+        for echo in ["我哋係啱。", "我哋話喇。", "我哋喺度傾咗。", "我哋係喺度傾咗。"]
+        {
+            assert!(is_prompt_echo(echo, prompt), "{echo}");
+        }
+        for speech in ["佢話冇問題。", "唔該晒！", "係咪？", "我冇問題。", "我哋。", "好多嘢"]
+        {
+            assert!(!is_prompt_echo(speech, prompt), "{speech}");
+            assert_eq!(strip_prompt_echoes(speech, prompt), speech);
+        }
+        // An echo clause in front of speech goes; the speech stays.
+        assert_eq!(strip_prompt_echoes("我哋係啱。佢遲到。", prompt), "佢遲到。");
+        // The heading, copied into a clause of speech.
+        assert_eq!(strip_prompt_echoes("廣東話錄音，佢話聽日得閒", prompt), "佢話聽日得閒");
+        assert!(!is_prompt_echo("廣東話", prompt), "a word, not the heading");
+    }
+
+    #[test]
+    fn real_sentences_are_neither_echoes_nor_loops() {
+        let prompt = super::super::language::CANTONESE_PROMPT;
+        let mut n = 0;
+        for line in real_sentences() {
+            assert!(!is_prompt_echo(line, prompt), "{line}");
+            assert_eq!(strip_prompt_echoes(line, prompt), line);
+            assert_eq!(repetition(line), None, "{line}");
+            n += 1;
+        }
+        assert!(n >= 150);
+    }
+
+    #[test]
+    fn long_loops_are_caught_through_wandering_punctuation_and_drift() {
+        // Punctuation differs between repeats.
+        assert_eq!(
+            trim_repetition("佢話我哋去咗公園，我哋去咗公園。我哋去咗公園，我哋去咗公園。"),
+            "佢話我哋去咗公園，"
+        );
+        // A long phrase, four times, one character drifting in one repeat.
+        let phrase = "今日嘅會議主要討論明年嘅財政預算";
+        let drifted = phrase.replace('明', "名");
+        let looped = format!("{phrase}，{phrase}，{drifted}，{phrase}，");
+        assert_eq!(trim_repetition(&looped), format!("{phrase}，"));
+        // Different sentences sharing words are not a loop.
+        let text = "今日嘅會議主要討論明年嘅財政預算，聽日嘅會議主要討論今年嘅人手安排。";
+        assert_eq!(repetition(text), None);
+    }
+
+    #[test]
+    fn a_long_segment_written_twice_is_a_loop() {
+        let sentence = "We need to discuss a budget for next year.";
+        assert!(repeats_previous(sentence, "We need to discuss a budget, for next year"));
+        assert!(!repeats_previous("Thank you.", "Thank you."), "short: could be said twice");
+        assert!(!repeats_previous(sentence, "We need to discuss the budget for this year."));
     }
 
     #[test]

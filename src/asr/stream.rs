@@ -43,7 +43,7 @@ use std::time::Instant;
 
 use super::language::LanguagePlan;
 use super::whisper::{
-    join_units, keep, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel,
+    join_units, keep_all, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel,
 };
 use crate::audio::{StreamResampler, Vad, VadOptions, WHISPER_SAMPLE_RATE};
 pub use crate::segment::CaptionEvent;
@@ -107,6 +107,9 @@ pub struct StreamStats {
     pub compute_ms: u64,
     /// Audio decoded, summed over decodes (a measure of the work), in ms.
     pub decoded_audio_ms: u64,
+    /// Language detections run (with several languages, until an utterance's is
+    /// settled; each costs about an encoder pass).
+    pub language_detections: u64,
     /// Uncommitted audio now, in ms.
     pub buffer_ms: u64,
     /// Largest uncommitted buffer seen, in ms.
@@ -123,6 +126,13 @@ pub struct StreamingTranscriber {
     state: DecodeState,
     opts: StreamOptions,
     plan: LanguagePlan,
+    /// The current utterance's language (an index into `plan.choices`), and whether
+    /// it is settled (heard long enough, or text already committed in it).
+    language: Option<usize>,
+    language_settled: bool,
+    /// The language of the last commit: committed text is prompt and context only
+    /// for an utterance in the same language.
+    committed_language: Option<usize>,
     resampler: StreamResampler,
     vad: Vad,
     scratch: Vec<f32>,
@@ -176,6 +186,9 @@ impl StreamingTranscriber {
             model,
             state,
             plan,
+            language: None,
+            language_settled: false,
+            committed_language: None,
             opts,
             scratch: Vec::with_capacity(WHISPER_SAMPLE_RATE as usize),
             buffer: Vec::with_capacity(WHISPER_SAMPLE_RATE as usize * 32),
@@ -252,6 +265,8 @@ impl StreamingTranscriber {
             // No speech in the buffer: nothing to decode. Keep a little audio so a
             // word starting right now is not clipped.
             self.trim_to(self.pushed.saturating_sub(300 * SAMPLES_PER_MS));
+            self.language = None;
+            self.language_settled = false;
             if finish {
                 self.finalize_partial(&mut events, lag_ms);
             }
@@ -275,11 +290,17 @@ impl StreamingTranscriber {
             let units = if units.is_empty() { std::mem::take(&mut self.previous) } else { units };
             self.commit(&units, units.len(), &mut events, lag_ms);
             self.previous.clear();
+            // The next utterance may be in another language.
+            self.language = None;
+            self.language_settled = false;
             // Everything up to the end of speech is done; its end is the next
             // utterance's context.
             let end = if finish { self.pushed } else { speech_end.max(self.buffer_start) };
             self.keep_context(end);
             self.trim_to(end);
+            // The utterance is over: words Whisper timed past its end are committed
+            // text all the same, not audio the next utterance must skip.
+            self.flush_committed();
         } else {
             let agreed = agreed_prefix(&self.previous, &units);
             let buffer_end_ms = self.pushed / SAMPLES_PER_MS;
@@ -332,7 +353,13 @@ impl StreamingTranscriber {
     /// guards, in absolute ms, with any overlap with already committed text removed.
     fn decode(&mut self, last: bool) -> Result<Vec<Unit>> {
         self.decoded_to = self.pushed;
-        let with_context = last && !self.context.is_empty() && self.committed_in_buffer.is_empty();
+        let started = Instant::now();
+        let language = self.utterance_language()?;
+        let same_language = self.committed_language.is_none_or(|l| l == language);
+        let with_context = same_language
+            && last
+            && !self.context.is_empty()
+            && self.committed_in_buffer.is_empty();
         // The context, a short gap, then the buffer.
         const GAP: usize = 200 * SAMPLES_PER_MS as usize;
         let lead = if with_context { self.context.len() + GAP } else { 0 };
@@ -343,7 +370,8 @@ impl StreamingTranscriber {
         // Too tight a window makes Whisper loop or invent an ending: keep 2.5 s
         // spare, and at least 3.2 s in all.
         let audio_ctx = ((window_ms / 20) as i32 + 128).clamp(160, 1500);
-        let mut prompt = self.plan.initial_prompt.clone().unwrap_or_default();
+        let choice = &self.plan.choices[language];
+        let mut prompt = choice.prompt.clone().unwrap_or_default();
         // The context's own text is left out of the prompt: given it, Whisper
         // takes that audio as transcribed already and skips it.
         let mut committed = self.committed_text.as_str();
@@ -352,11 +380,13 @@ impl StreamingTranscriber {
             committed =
                 committed.trim_end().strip_suffix(context_text.as_str()).unwrap_or(committed);
         }
-        let tail_start = committed.chars().count().saturating_sub(self.opts.prompt_chars);
-        prompt.extend(committed.chars().skip(tail_start));
+        if same_language {
+            let tail_start = committed.chars().count().saturating_sub(self.opts.prompt_chars);
+            prompt.extend(committed.chars().skip(tail_start));
+        }
         let request = DecodeRequest {
             prompt: &prompt,
-            language: self.plan.language.as_deref(),
+            language: choice.whisper.as_deref(),
             audio_ctx,
             units: true,
             // Fast Cantonese runs about 6 characters (8 tokens) a second.
@@ -378,7 +408,6 @@ impl StreamingTranscriber {
         } else {
             &self.buffer
         };
-        let started = Instant::now();
         let decoded = self.model.decode(&mut self.state, audio, &self.opts.transcribe, &request)?;
         self.stats.decodes += 1;
         self.stats.compute_ms += started.elapsed().as_millis() as u64;
@@ -387,10 +416,9 @@ impl StreamingTranscriber {
         let offset_ms = self.buffer_start / SAMPLES_PER_MS;
         // Echoes are judged against the fixed prompt only: a speaker may well
         // repeat what was committed.
-        let initial_prompt = self.plan.initial_prompt.as_deref().unwrap_or("");
-        let mut units: Vec<Unit> = decoded
+        let initial_prompt = choice.prompt.as_deref().unwrap_or("");
+        let mut units: Vec<Unit> = keep_all(decoded, &self.opts.transcribe, initial_prompt)
             .into_iter()
-            .filter_map(|d| keep(d, &self.opts.transcribe, initial_prompt))
             .flat_map(|d| d.units)
             .filter(|u| u.start_ms <= window_ms) // nothing from the padding
             .collect();
@@ -414,6 +442,26 @@ impl StreamingTranscriber {
             .collect();
         self.drop_overlap(&mut units);
         Ok(units)
+    }
+
+    /// The current utterance's language, detected on the buffer (not the previous
+    /// utterance's context) until it is settled: after 3 s of audio, or once text
+    /// was committed in it.
+    fn utterance_language(&mut self) -> Result<usize> {
+        if !self.plan.is_mixed() || self.buffer.is_empty() {
+            return Ok(*self.language.get_or_insert(0));
+        }
+        if let (Some(language), true) = (self.language, self.language_settled) {
+            return Ok(language);
+        }
+        let probs =
+            self.model.detect_language(&mut self.state, &self.buffer, &self.opts.transcribe)?;
+        self.stats.language_detections += 1;
+        let language = self.plan.choose_index(&probs);
+        self.language = Some(language);
+        self.language_settled = self.buffer.len() as u64 >= 3000 * SAMPLES_PER_MS
+            || !self.committed_in_buffer.is_empty();
+        Ok(language)
     }
 
     /// Whisper often repeats the last committed words at the start of the next
@@ -457,6 +505,9 @@ impl StreamingTranscriber {
         let keep_from = self.committed_tail.len().saturating_sub(5);
         self.committed_tail.drain(..keep_from);
         self.committed_end_ms = end_ms;
+        self.committed_language = self.language;
+        // Text is out in this language: the utterance keeps it.
+        self.language_settled = true;
     }
 
     /// The stream ended with a partial showing but nothing to commit: the partial
@@ -498,6 +549,16 @@ impl StreamingTranscriber {
             .iter()
             .take_while(|u| u.start_ms * SAMPLES_PER_MS < sample)
             .count();
+        self.flush_committed_units(gone);
+    }
+
+    /// All committed units become prompt text.
+    fn flush_committed(&mut self) {
+        self.flush_committed_units(self.committed_in_buffer.len());
+    }
+
+    /// The first `gone` committed units become prompt text.
+    fn flush_committed_units(&mut self, gone: usize) {
         for u in self.committed_in_buffer.drain(..gone) {
             if !self.committed_text.is_empty() && u.space_before {
                 self.committed_text.push(' ');

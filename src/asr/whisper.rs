@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 use super::guards;
-use super::language::{plan_language, LanguagePlan, ModelCaps};
+use super::language::{plan_language, LanguageChoice, LanguagePlan, ModelCaps};
 use crate::audio::{SileroVad, WHISPER_SAMPLE_RATE};
 use crate::model::{read_ggml_header, GgmlHeader};
 use crate::{Error, Result, Segment};
@@ -18,12 +18,15 @@ use crate::{Error, Result, Segment};
 /// ```
 #[derive(Debug, Clone)]
 pub struct TranscribeOptions {
-    /// Language code (`yue`, `zh`, `en`, … or `auto`). `None` (default): Cantonese
-    /// on a multilingual model, English on an English-only one. See
-    /// [`plan_language`] for how `yue` is handled on models without that token.
+    /// Language code (`yue`, `zh`, `en`, … or `auto`), or several joined by `+`
+    /// (`yue+en`): each utterance is then decoded in the one it sounds most like.
+    /// `None` (default): `yue+en` on a multilingual model, English on an
+    /// English-only one. See [`plan_language`] for how `yue` is handled on models
+    /// without that token.
     pub language: Option<String>,
-    /// Initial prompt. `None` (default): the automatic one (the Cantonese prompt when
-    /// Cantonese goes through `zh`); `Some("")`: no prompt.
+    /// Initial prompt, for every language. `None` (default): the automatic one (the
+    /// Cantonese prompt for Cantonese utterances when Cantonese goes through `zh`,
+    /// none for the others); `Some("")`: no prompt.
     pub prompt: Option<String>,
     /// CPU threads for decoding. Default: the number of cores, at most 4.
     pub threads: usize,
@@ -160,15 +163,6 @@ impl WhisperModel {
         } else {
             None
         };
-        let mut state = self.new_state()?;
-        let request = DecodeRequest {
-            prompt: plan.initial_prompt.as_deref().unwrap_or(""),
-            language: plan.language.as_deref(),
-            audio_ctx: 0,
-            units: false,
-            max_tokens: 0,
-        };
-        let decoded = self.decode_with_progress(&mut state, samples, opts, &request, progress)?;
         let frame_ms = (crate::audio::vad::FRAME * 1000 / WHISPER_SAMPLE_RATE as usize) as u64;
         let has_speech = |s: &Segment| match &mask {
             None => true,
@@ -179,12 +173,99 @@ impl WhisperModel {
                     .is_some_and(|m| m.iter().any(|&v| v))
             }
         };
-        Ok(decoded
-            .into_iter()
-            .filter_map(|d| keep(d, opts, request.prompt))
-            .map(|d| d.segment)
-            .filter(|s| has_speech(s))
-            .collect())
+        let mut state = self.new_state()?;
+        if !plan.is_mixed() {
+            let choice = &plan.choices[0];
+            let request = DecodeRequest::whole(choice);
+            let decoded =
+                self.decode_with_progress(&mut state, samples, opts, &request, progress)?;
+            return Ok(keep_all(decoded, opts, request.prompt)
+                .into_iter()
+                .map(|d| d.segment)
+                .filter(|s| has_speech(s))
+                .collect());
+        }
+        // Several languages: each utterance's is detected, then runs of utterances in
+        // the same language are decoded together (Whisper writes a sentence better
+        // after the one before it), each run in its language.
+        let mut progress = progress;
+        let spans = match &mask {
+            Some(mask) => utterance_spans(mask, samples.len()),
+            None => fixed_spans(samples.len()),
+        };
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new(); // from, to, choice
+        for &(from, to) in &spans {
+            let probs = self.detect_language(&mut state, &samples[from..to], opts)?;
+            let language = plan.choose_index(&probs);
+            match runs.last_mut() {
+                Some(last) if last.2 == language => last.1 = to,
+                _ => runs.push((from, to, language)),
+            }
+        }
+        let mut segments = Vec::new();
+        for (i, &(from, to, language)) in runs.iter().enumerate() {
+            let request = DecodeRequest::whole(&plan.choices[language]);
+            let offset_ms = from as u64 * 1000 / u64::from(WHISPER_SAMPLE_RATE);
+            let decoded = self.decode(&mut state, &samples[from..to], opts, &request)?;
+            segments.extend(
+                keep_all(decoded, opts, request.prompt)
+                    .into_iter()
+                    .map(|d| Segment {
+                        start_ms: d.segment.start_ms + offset_ms,
+                        end_ms: d.segment.end_ms + offset_ms,
+                        text: d.segment.text,
+                    })
+                    .filter(|s| has_speech(s)),
+            );
+            progress(((i + 1) * 100 / runs.len()) as i32);
+        }
+        Ok(segments)
+    }
+
+    /// The language an utterance (16 kHz mono) is decoded in: with one choice in the
+    /// plan, that one; with several, the one Whisper's language detection finds
+    /// likeliest among them. Detection runs the encoder once more, over the first
+    /// part of the audio (as long as the state's last decode used).
+    pub fn choose_language<'p>(
+        &self,
+        state: &mut DecodeState,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+        plan: &'p LanguagePlan,
+    ) -> Result<&'p LanguageChoice> {
+        if !plan.is_mixed() {
+            return Ok(&plan.choices[0]);
+        }
+        Ok(plan.choose(&self.detect_language(state, samples, opts)?))
+    }
+
+    /// Whisper's language probabilities for 16 kHz mono audio, indexed by language
+    /// id (`en` 0, `zh` 1, …; see [`crate::asr::language`] for the `yue` trap).
+    pub fn detect_language(
+        &self,
+        state: &mut DecodeState,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+    ) -> Result<Vec<f32>> {
+        if samples.is_empty() {
+            return Err(Error::EmptyAudio);
+        }
+        let threads = opts.threads.max(1);
+        // Less than a second of audio: pad with silence, as decoding does.
+        let min = WHISPER_SAMPLE_RATE as usize;
+        let padded;
+        let audio = if samples.len() < min {
+            let mut audio = samples.to_vec();
+            audio.resize(min, 0.0);
+            padded = audio;
+            &padded
+        } else {
+            samples
+        };
+        state.state.pcm_to_mel(audio, threads).map_err(|e| Error::Whisper(e.to_string()))?;
+        let (_, probs) =
+            state.state.lang_detect(0, threads).map_err(|e| Error::Whisper(e.to_string()))?;
+        Ok(probs)
     }
 
     /// A decoding state for this model: whisper.cpp's working memory for one
@@ -293,6 +374,22 @@ impl WhisperModel {
     }
 }
 
+/// [`keep`] for each segment of one decode, also dropping a segment that repeats
+/// the one before it (see [`guards::repeats_previous`]).
+pub fn keep_all(decoded: Vec<Decoded>, opts: &TranscribeOptions, prompt: &str) -> Vec<Decoded> {
+    let mut kept: Vec<Decoded> = Vec::with_capacity(decoded.len());
+    for d in decoded.into_iter().filter_map(|d| keep(d, opts, prompt)) {
+        let repeat = opts.guards
+            && kept
+                .last()
+                .is_some_and(|p| guards::repeats_previous(&p.segment.text, &d.segment.text));
+        if !repeat {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
 /// Should this decoded segment be kept, under the options' thresholds and guards?
 /// Returns it with its text cleaned (repetition loops cut) if so.
 /// `prompt` is the prompt the decode was given (its echoes are dropped).
@@ -309,6 +406,18 @@ pub fn keep(mut decoded: Decoded, opts: &TranscribeOptions, prompt: &str) -> Opt
             || guards::is_prompt_echo(&decoded.segment.text, prompt)
         {
             return None;
+        }
+        let echoes = guards::prompt_echoes(&decoded.segment.text, prompt);
+        if !echoes.is_empty() {
+            // Units hold the text's non-space characters in order: drop those in echoes.
+            let mut at = 0;
+            decoded.units.retain(|u| {
+                let len = u.text.chars().count();
+                let range = at..at + len;
+                at += len;
+                !range.clone().all(|i| echoes.iter().any(|e| e.contains(&i)))
+            });
+            decoded.segment.text = guards::strip_prompt_echoes(&decoded.segment.text, prompt);
         }
         let trimmed = guards::trim_repetition(&decoded.segment.text);
         if trimmed.len() != decoded.segment.text.len() {
@@ -340,6 +449,52 @@ pub struct DecodeRequest<'a> {
     /// A bound proportional to the audio stops repetition loops from costing a
     /// full-length decode.
     pub max_tokens: i32,
+}
+
+impl<'a> DecodeRequest<'a> {
+    /// A whole-file decode in one language: its token and prompt, the full
+    /// encoder window, no units, Whisper's own token limit.
+    pub fn whole(choice: &'a LanguageChoice) -> Self {
+        Self {
+            prompt: choice.prompt.as_deref().unwrap_or(""),
+            language: choice.whisper.as_deref(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Utterances to decode one by one, as sample ranges: the runs of speech in a
+/// voice-activity mask (one flag per [`FRAME`](crate::audio::vad::FRAME) of
+/// samples), joined across pauses shorter than half a second, with a fifth of a
+/// second of the audio around each.
+fn utterance_spans(mask: &[bool], total: usize) -> Vec<(usize, usize)> {
+    const FRAME: usize = crate::audio::vad::FRAME;
+    let per_ms = WHISPER_SAMPLE_RATE as usize / 1000;
+    let (join, margin) = (500 * per_ms, 200 * per_ms);
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < mask.len() {
+        if !mask[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < mask.len() && mask[i] {
+            i += 1;
+        }
+        let (from, to) = ((start * FRAME).saturating_sub(margin), (i * FRAME + margin).min(total));
+        match spans.last_mut() {
+            Some(last) if from <= last.1 + join => last.1 = to,
+            _ => spans.push((from, to)),
+        }
+    }
+    spans
+}
+
+/// Without voice activity detection: 30-second pieces (Whisper's window).
+fn fixed_spans(total: usize) -> Vec<(usize, usize)> {
+    let window = 30 * WHISPER_SAMPLE_RATE as usize;
+    (0..total).step_by(window).map(|from| (from, (from + window).min(total))).collect()
 }
 
 /// whisper.cpp's working memory for one stream; see [`WhisperModel::new_state`].
@@ -480,6 +635,27 @@ mod tests {
         assert_eq!(join_units(&units), "我哋 send email俾你。");
         assert_eq!(units[3].start_ms, 200);
         assert_eq!(units[3].end_ms, 300);
+    }
+
+    #[test]
+    fn utterances_are_the_speech_runs_joined_across_short_pauses() {
+        const FRAME: usize = crate::audio::vad::FRAME; // 20 ms
+        let ms = |n: usize| n * 16;
+        // Speech 1.0–2.0 s, a 0.3 s pause, 2.3–3.0 s, a 2 s pause, 5.0–6.0 s.
+        let mut mask = vec![false; 400];
+        for range in [50..100, 115..150, 250..300] {
+            mask[range].iter_mut().for_each(|m| *m = true);
+        }
+        let total = 400 * FRAME;
+        let spans = utterance_spans(&mask, total);
+        assert_eq!(spans, [(ms(800), ms(3200)), (ms(4800), ms(6200))]);
+        // Margins stop at the ends of the audio.
+        let mut edge = vec![true; 10];
+        edge.extend([false; 10]);
+        assert_eq!(utterance_spans(&edge, 20 * FRAME), [(0, ms(400))]);
+        assert_eq!(utterance_spans(&[false; 10], 10 * FRAME), []);
+        assert_eq!(fixed_spans(ms(65_000)).len(), 3);
+        assert_eq!(fixed_spans(ms(65_000))[2], (ms(60_000), ms(65_000)));
     }
 
     #[test]

@@ -168,7 +168,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         TranscribeOptions { beam_size: args.beam_size.max(1), guards: !args.no_guards, ..opts };
     if model.plan(&opts)?.cantonese_via_zh {
         eprintln!(
-            "note: {} has no Cantonese (yue) token; decoding as zh with a Cantonese prompt",
+            "note: {} has no Cantonese (yue) token; Cantonese is decoded as zh with a Cantonese prompt",
             model_path.display()
         );
     }

@@ -97,7 +97,7 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
     let mut pipeline = CaptionPipeline::new(Arc::clone(&model), rate, channels, opts, redactor)?;
     if pipeline.engine().plan().cantonese_via_zh {
         eprintln!(
-            "note: the model has no Cantonese (yue) token; decoding as zh with a Cantonese prompt"
+            "note: the model has no Cantonese (yue) token; Cantonese is decoded as zh with a Cantonese prompt"
         );
     }
     let merge = !matches!((&source, cfg.speed), (Source::File(_), Speed::Max));

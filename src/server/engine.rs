@@ -162,7 +162,7 @@ impl Job {
             "sample_rate": self.start.sample_rate,
             "channels": self.start.channels,
             "format": self.start.format,
-            "language": pipeline.engine().plan().language,
+            "language": pipeline.engine().plan().describe(),
             "speaker": self.start.speaker,
             "next_segment": self.continuation.segment_offset + 1,
             "limits": {
