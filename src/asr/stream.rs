@@ -58,7 +58,9 @@ pub struct StreamOptions {
     /// decodes without temperature fallback, whatever this says.
     pub transcribe: TranscribeOptions,
     /// Voice activity settings. With `transcribe.vad_model` set, Silero VAD replaces
-    /// the built-in detector (and only `hangover_ms` applies).
+    /// the built-in detector (and only `hangover_ms` applies); the `cantocap` command
+    /// sets it by default (see
+    /// [`TranscribeOptions::vad_model`](crate::asr::TranscribeOptions::vad_model)).
     pub vad: VadOptions,
     /// New audio between decodes. Default 1000 ms.
     pub step_ms: u64,
