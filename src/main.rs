@@ -177,43 +177,28 @@ struct DecodeArgs {
     #[arg(short, long)]
     threads: Option<usize>,
     #[command(flatten)]
-    vad: VadArgs,
-}
-
-/// The voice activity flag, shared by `transcribe`, `live` and `serve`.
-#[derive(Args, Debug)]
-pub(crate) struct VadArgs {
-    /// Silero VAD model (ggml, as whisper.cpp uses) to find speech instead of the built-in
-    /// energy detector: better at telling speech from noise and music. Get one with
-    /// models/fetch-test-model.sh (models/ggml-silero-vad.bin, from the silero-vad PyPI
-    /// package) or `cantocap model import-vad silero_vad_16k.safetensors -o FILE`.
-    #[arg(long, value_name = "PATH")]
-    pub vad_model: Option<PathBuf>,
-}
-
-impl VadArgs {
-    /// The model path, checked now so a bad file fails before anything loads.
-    pub fn resolve(self) -> Result<Option<PathBuf>> {
-        if let Some(path) = &self.vad_model {
-            cantocap::audio::silero::check_model(path)?;
-        }
-        Ok(self.vad_model)
-    }
+    vad: cli::vad::VadArgs,
 }
 
 impl DecodeArgs {
     /// The model path, and the decoding options these flags stand for.
+    /// A fallback to the built-in voice activity detector is noted on stderr.
     fn resolve(self) -> Result<(PathBuf, TranscribeOptions)> {
+        let model = resolve_model(self.model.model)?;
+        let vad = self.vad.resolve(&model)?;
+        if let Some(note) = &vad.note {
+            eprintln!("note: {note}");
+        }
         let mut opts = TranscribeOptions {
             language: self.language,
             prompt: self.prompt,
-            vad_model: self.vad.resolve()?,
+            vad_model: vad.model,
             ..Default::default()
         };
         if let Some(threads) = self.threads {
             opts.threads = threads.max(1);
         }
-        Ok((resolve_model(self.model.model)?, opts))
+        Ok((model, opts))
     }
 }
 
@@ -246,7 +231,7 @@ Examples:
         #[arg(short, long, default_value = "f16")]
         quantize: Quantize,
     },
-    /// Convert Silero VAD weights (safetensors) into whisper.cpp's VAD model, for --vad-model.
+    /// Convert Silero VAD weights (safetensors) into whisper.cpp's VAD model, for --vad.
     #[command(
         name = "import-vad",
         after_help = "The weights come with the silero-vad package on PyPI (6.x):

@@ -58,7 +58,9 @@ pub struct StreamOptions {
     /// decodes without temperature fallback, whatever this says.
     pub transcribe: TranscribeOptions,
     /// Voice activity settings. With `transcribe.vad_model` set, Silero VAD replaces
-    /// the built-in detector (and only `hangover_ms` applies).
+    /// the built-in detector (and only `hangover_ms` applies); the `cantocap` command
+    /// sets it by default (see
+    /// [`TranscribeOptions::vad_model`](crate::asr::TranscribeOptions::vad_model)).
     pub vad: VadOptions,
     /// New audio between decodes. Default 1000 ms.
     pub step_ms: u64,
@@ -486,8 +488,13 @@ impl StreamingTranscriber {
             self.finalize_partial(events, lag_ms);
             return;
         }
-        let start_ms = chosen[0].start_ms.max(self.committed_end_ms);
-        let end_ms = chosen[n - 1].end_ms.max(start_ms);
+        let Some((start_ms, end_ms)) = final_span(chosen, self.committed_end_ms) else {
+            // Several words in no time: nothing under them but audio already
+            // captioned or none at all. Whisper invents such text (on noise, past
+            // the end of the audio).
+            self.finalize_partial(events, lag_ms);
+            return;
+        };
         events.push(CaptionEvent::Final {
             segment: self.next_segment,
             text: text.clone(),
@@ -640,6 +647,23 @@ fn context_overlap(context: &[Unit], decoded: &[Unit], lead_ms: u64) -> usize {
     cut
 }
 
+/// The shortest span a final gets: a single word whose token times coincide.
+const MIN_FINAL_MS: u64 = 100;
+
+/// The stream span of a final made of `units` (not empty), starting no earlier
+/// than `committed_end_ms`; never empty. When the units span no time there:
+/// one word (Whisper's token times for a short word can coincide) is real speech
+/// and gets [`MIN_FINAL_MS`]; several words are not speech (`None`).
+fn final_span(units: &[Unit], committed_end_ms: u64) -> Option<(u64, u64)> {
+    let start = units.first()?.start_ms.max(committed_end_ms);
+    let end = units.last()?.end_ms;
+    if end > start {
+        return Some((start, end));
+    }
+    let words = units.iter().filter(|u| !key(u).is_empty()).count();
+    (words <= 1).then_some((start, start + MIN_FINAL_MS))
+}
+
 /// How many leading units two hypotheses agree on (LocalAgreement-2).
 fn agreed_prefix(previous: &[Unit], current: &[Unit]) -> usize {
     previous.iter().zip(current).take_while(|(a, b)| same_unit(a, b)).count()
@@ -692,6 +716,32 @@ mod tests {
 
     fn u(text: &str, start_ms: u64, end_ms: u64) -> Unit {
         Unit { text: text.into(), space_before: false, start_ms, end_ms }
+    }
+
+    #[test]
+    fn a_final_never_spans_zero_time() {
+        // Times as decoded, and clamped to what was committed.
+        assert_eq!(
+            final_span(&[u("Good", 100, 300), u("morning.", 300, 700)], 0),
+            Some((100, 700))
+        );
+        assert_eq!(final_span(&[u("好", 100, 300)], 200), Some((200, 300)));
+        // One word whose token times coincide: real, given the minimal span.
+        assert_eq!(final_span(&[u("OK", 500, 500), u(".", 500, 500)], 0), Some((500, 600)));
+        assert_eq!(final_span(&[u("好", 100, 300)], 300), Some((300, 400)));
+        // Several words in no time (placed at the end of the audio, or inside
+        // audio already captioned): dropped.
+        let invented = [u("I'm", 9000, 9000), u("going", 9000, 9000), u("home.", 9000, 9000)];
+        assert_eq!(final_span(&invented, 0), None);
+        let before_commit = [u("我", 100, 200), u("哋", 200, 300), u("係", 300, 400)];
+        assert_eq!(final_span(&before_commit, 400), None);
+        for (units, committed) in
+            [(&invented[..], 0), (&before_commit[..], 0), (&before_commit[..], 250)]
+        {
+            if let Some((start, end)) = final_span(units, committed) {
+                assert!(start >= committed && end > start, "{start}..{end}");
+            }
+        }
     }
 
     #[test]

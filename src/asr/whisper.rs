@@ -53,7 +53,10 @@ pub struct TranscribeOptions {
     /// A Silero VAD model in whisper.cpp's ggml format (see
     /// [`crate::model::silero`]): voice activity comes from Silero instead of the
     /// built-in energy detector, in file transcription (when `vad` is on) and in the
-    /// streaming engine. Default `None`.
+    /// streaming engine. Default `None` (the built-in detector): the library does
+    /// not look for files. The `cantocap` command uses Silero by default, from
+    /// [`find_default_model`](crate::audio::silero::find_default_model); do the same
+    /// to match it.
     pub vad_model: Option<PathBuf>,
     /// Beam size; 1 (default) means greedy decoding, the fastest.
     pub beam_size: usize,

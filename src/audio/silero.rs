@@ -10,8 +10,15 @@
 //! [`SileroVad`] classifies audio in hops of [`HOP_CHUNKS`] chunks, each run preceded by
 //! [`CONTEXT_CHUNKS`] chunks already classified, which brings the state back to where a
 //! continuous run would have it. The result does not depend on how the audio is pushed.
+//!
+//! The library uses Silero only when told to ([`TranscribeOptions::vad_model`]); the
+//! `cantocap` command uses it by default, found by [`find_default_model`], which
+//! embedders can call to do the same.
+//!
+//! [`TranscribeOptions::vad_model`]: crate::asr::TranscribeOptions::vad_model
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use whisper_rs::{WhisperVadContext, WhisperVadContextParams, WhisperVadParams};
 
@@ -65,6 +72,93 @@ impl std::fmt::Debug for SileroVad {
 /// Fails with [`Error::BadVadModel`] saying what is wrong.
 pub fn check_model(path: &Path) -> Result<()> {
     read_vad_model(path).map(|_| ())
+}
+
+/// The file name of the Silero model the set-up makes (`models/fetch-test-model.sh`,
+/// `cantocap model import-vad`), looked for beside the Whisper model and in `models/`.
+pub const DEFAULT_MODEL_FILE: &str = "ggml-silero-vad.bin";
+
+/// The environment variable that names the Silero model to use by default; it wins
+/// over the places [`default_model_candidates`] lists.
+pub const MODEL_ENV: &str = "CANTOCAP_VAD_MODEL";
+
+/// Where the default Silero model is, or where it was looked for: the answer of
+/// [`find_default_model`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultModel {
+    /// [`MODEL_ENV`] names this file. It is not checked for existence: it is the
+    /// user's explicit choice, and a missing file should be an error
+    /// ([`check_model`]), not a silent fallback.
+    FromEnv(PathBuf),
+    /// This file of [`default_model_candidates`] exists (the first one that does).
+    Found(PathBuf),
+    /// [`MODEL_ENV`] is unset and none of these files exists.
+    NotFound(Vec<PathBuf>),
+}
+
+impl DefaultModel {
+    /// The model to use, if there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::FromEnv(path) | Self::Found(path) => Some(path),
+            Self::NotFound(_) => None,
+        }
+    }
+}
+
+/// The places the default Silero model is looked for, in order:
+/// [`DEFAULT_MODEL_FILE`] beside `whisper_model` (the Whisper model file in use), then
+/// in `models/` under the working directory.
+pub fn default_model_candidates(whisper_model: &Path) -> Vec<PathBuf> {
+    let beside = whisper_model.parent().unwrap_or(Path::new("")).join(DEFAULT_MODEL_FILE);
+    let in_models = Path::new("models").join(DEFAULT_MODEL_FILE);
+    let mut candidates = vec![beside];
+    if candidates[0] != in_models {
+        candidates.push(in_models);
+    }
+    candidates
+}
+
+/// The default Silero model from the value of [`MODEL_ENV`] (`env`; an empty value
+/// counts as unset), the Whisper model in use and a test for whether a file exists: no
+/// I/O of its own. [`find_default_model`] is this with the real environment and file
+/// system.
+pub fn locate_default_model(
+    env: Option<&OsStr>,
+    whisper_model: &Path,
+    exists: impl Fn(&Path) -> bool,
+) -> DefaultModel {
+    if let Some(path) = env.filter(|v| !v.is_empty()) {
+        return DefaultModel::FromEnv(PathBuf::from(path));
+    }
+    let candidates = default_model_candidates(whisper_model);
+    match candidates.iter().find(|p| exists(p)) {
+        Some(path) => DefaultModel::Found(path.clone()),
+        None => DefaultModel::NotFound(candidates),
+    }
+}
+
+/// The Silero model the `cantocap` command uses when not told otherwise:
+/// `$CANTOCAP_VAD_MODEL` if set, else [`DEFAULT_MODEL_FILE`] beside `whisper_model`,
+/// else in `./models/`. Pass the result's [`path`](DefaultModel::path) as
+/// [`TranscribeOptions::vad_model`](crate::asr::TranscribeOptions::vad_model) to get
+/// the command's behaviour; [`check_model`] it first for an early, clear error.
+///
+/// ```
+/// use cantocap::asr::TranscribeOptions;
+/// use cantocap::audio::silero::find_default_model;
+/// use std::path::Path;
+///
+/// let whisper = Path::new("models/ggml-base.bin");
+/// let opts = TranscribeOptions {
+///     vad_model: find_default_model(whisper).path().map(Path::to_path_buf),
+///     ..Default::default()
+/// };
+/// # let _ = opts;
+/// ```
+pub fn find_default_model(whisper_model: &Path) -> DefaultModel {
+    let env = std::env::var_os(MODEL_ENV);
+    locate_default_model(env.as_deref(), whisper_model, Path::is_file)
 }
 
 impl SileroVad {
@@ -231,5 +325,76 @@ fn check_finite(samples: &[f32]) -> Result<()> {
     match samples.iter().enumerate().find(|(_, s)| !s.is_finite()) {
         Some((index, &value)) => Err(Error::NonFiniteSample { index, value }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exists_only(files: &'static [&'static str]) -> impl Fn(&Path) -> bool {
+        move |p| files.iter().any(|f| Path::new(f) == p)
+    }
+
+    #[test]
+    fn the_environment_wins_even_over_existing_files() {
+        let found = locate_default_model(
+            Some(OsStr::new("/opt/vad.bin")),
+            Path::new("/m/ggml-base.bin"),
+            |_| true,
+        );
+        assert_eq!(found, DefaultModel::FromEnv("/opt/vad.bin".into()));
+        // Not checked for existence: a wrong setting must fail, not fall back.
+        let found =
+            locate_default_model(Some(OsStr::new("/nope.bin")), Path::new("m.bin"), |_| false);
+        assert_eq!(found.path(), Some(Path::new("/nope.bin")));
+    }
+
+    #[test]
+    fn an_empty_environment_value_counts_as_unset() {
+        let found = locate_default_model(
+            Some(OsStr::new("")),
+            Path::new("/m/ggml-base.bin"),
+            exists_only(&["/m/ggml-silero-vad.bin"]),
+        );
+        assert_eq!(found, DefaultModel::Found("/m/ggml-silero-vad.bin".into()));
+    }
+
+    #[test]
+    fn beside_the_whisper_model_comes_before_models_dir() {
+        let both = exists_only(&["/m/ggml-silero-vad.bin", "models/ggml-silero-vad.bin"]);
+        let found = locate_default_model(None, Path::new("/m/ggml-small.bin"), both);
+        assert_eq!(found, DefaultModel::Found("/m/ggml-silero-vad.bin".into()));
+        let found = locate_default_model(
+            None,
+            Path::new("/m/ggml-small.bin"),
+            exists_only(&["models/ggml-silero-vad.bin"]),
+        );
+        assert_eq!(found, DefaultModel::Found("models/ggml-silero-vad.bin".into()));
+    }
+
+    #[test]
+    fn nothing_found_lists_each_place_once() {
+        let found = locate_default_model(None, Path::new("/m/ggml-base.bin"), |_| false);
+        assert_eq!(
+            found,
+            DefaultModel::NotFound(vec![
+                "/m/ggml-silero-vad.bin".into(),
+                "models/ggml-silero-vad.bin".into()
+            ])
+        );
+        assert_eq!(found.path(), None);
+        // The set-up's default model sits in models/: one place, not the same twice.
+        let found = locate_default_model(None, Path::new("models/ggml-base.bin"), |_| false);
+        assert_eq!(found, DefaultModel::NotFound(vec!["models/ggml-silero-vad.bin".into()]));
+        // A bare file name: beside it is the working directory.
+        let found = locate_default_model(None, Path::new("ggml-base.bin"), |_| false);
+        assert_eq!(
+            found,
+            DefaultModel::NotFound(vec![
+                "ggml-silero-vad.bin".into(),
+                "models/ggml-silero-vad.bin".into()
+            ])
+        );
     }
 }

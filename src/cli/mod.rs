@@ -6,3 +6,4 @@ pub mod purge;
 pub mod redact;
 #[cfg(feature = "server")]
 pub mod serve;
+pub mod vad;

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     #[arg(short, long)]
     pub language: Option<String>,
     #[command(flatten)]
-    pub vad: crate::VadArgs,
+    pub vad: crate::cli::vad::VadArgs,
     /// Concurrent ingest sessions; more are refused with 1013 [default: 8].
     #[arg(long)]
     pub max_sessions: Option<usize>,
@@ -151,11 +151,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         log: !args.quiet,
         ..Default::default()
     };
-    let mut transcribe = TranscribeOptions {
-        language: args.language,
-        vad_model: args.vad.resolve()?,
-        ..Default::default()
-    };
+    let vad = args.vad.resolve(&config.model)?;
+    if let Some(note) = &vad.note {
+        tracing::warn!("{note}");
+    }
+    let mut transcribe =
+        TranscribeOptions { language: args.language, vad_model: vad.model, ..Default::default() };
     if let Some(threads) = args.threads {
         transcribe.threads = threads.max(1);
         config.limits.decode_slots = std::thread::available_parallelism()

@@ -204,3 +204,47 @@ fn wer_counts_edits() {
     assert!((wer("the cat sat", "a cat sat on") - 2.0 / 3.0).abs() < 1e-9);
     assert_eq!(wer("Hello, world!", "hello world"), 0.0);
 }
+
+/// RMS level of a WAV file in dBFS.
+pub fn rms_dbfs(path: &Path) -> f64 {
+    let samples = cantocap::audio::read_wav(path).unwrap().samples;
+    let power = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>();
+    10.0 * (power / samples.len().max(1) as f64).log10()
+}
+
+/// Rooms where nobody speaks, as 16 kHz mono WAV files in `dir` (issue 12): 30 s of
+/// pink noise at −48 dBFS RMS (a ventilated room), 20 s of digital silence, and 20 s
+/// of 50 + 100 Hz mains hum at −40 dBFS. sox runs in repeatable mode, so the noise is
+/// the same every time.
+pub fn quiet_rooms(dir: &Path) -> Vec<(&'static str, PathBuf)> {
+    let path = |name: &str| dir.join(format!("{name}.wav"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = ["-r", "16000", "-c", "1", "-b", "16"];
+    let (pink, silence, hum) = (path("pink"), path("silence"), path("hum"));
+    let (h50, h100) = (path("h50"), path("h100"));
+    sox(&[&["-R", "-n"], &out[..], &[&s(&pink), "synth", "30", "pinknoise", "vol", "0.0192"]]
+        .concat());
+    sox(&[&["-n"], &out[..], &[&s(&silence), "trim", "0", "20"]].concat());
+    sox(&[&["-n"], &out[..], &[&s(&h50), "synth", "20", "sine", "50", "vol", "0.012"]].concat());
+    sox(&[&["-n"], &out[..], &[&s(&h100), "synth", "20", "sine", "100", "vol", "0.006"]].concat());
+    sox(&["-m", "-v", "1", &s(&h50), "-v", "1", &s(&h100), &s(&hum)]);
+    let pink_db = rms_dbfs(&pink);
+    assert!((pink_db + 48.0).abs() < 0.5, "pink noise at {pink_db:.1} dBFS, not −48");
+    let hum_db = rms_dbfs(&hum);
+    assert!((hum_db + 40.0).abs() < 1.0, "hum at {hum_db:.1} dBFS, not −40");
+    vec![("pink noise", pink), ("silence", silence), ("hum", hum)]
+}
+
+/// The `cantocap` binary as a user runs it in the repository: the default model and
+/// voice activity detector, no environment settings.
+pub fn cantocap_default() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cantocap"));
+    cmd.current_dir(root()).env_remove("CANTOCAP_MODEL").env_remove("CANTOCAP_VAD_MODEL");
+    cmd
+}
+
+/// Fails loudly unless the set-up's models for the default mode are present.
+pub fn default_models() {
+    base();
+    model("ggml-silero-vad.bin");
+}

@@ -19,6 +19,7 @@ mod linger;
 mod network;
 mod overlay;
 mod privacy;
+mod quiet;
 mod redact;
 mod redaction_sinks;
 mod script;

@@ -476,29 +476,85 @@ async fn graceful_shutdown_finalizes_sessions_and_closes_with_1001() {
 
 /// The server binary on a free port; returns it and its address.
 fn spawn_binary(data: &Path) -> (Child, SocketAddr) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cantocap"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--language", "en", "--quiet", "--data-dir"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cantocap"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--language", "en", "--quiet", "--data-dir"])
         .arg(data)
         .arg("--model")
-        .arg(model("ggml-tiny.en.bin"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .arg(model("ggml-tiny.en.bin"));
+    spawn_server(cmd).0
+}
+
+/// Start `serve` as `cmd` says; returns it, its address, and the log lines up to
+/// `ready`.
+fn spawn_server(mut cmd: Command) -> ((Child, SocketAddr), Vec<String>) {
+    use std::io::BufRead;
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = None;
+    let (mut addr, mut log) = (None, Vec::new());
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(a) = line.split("listening on http://").nth(1) {
             addr = Some(a.trim().parse().unwrap());
         }
-        if line.contains("ready") {
+        log.push(line);
+        if log.last().unwrap().contains("ready") {
             break;
         }
     }
     // Keep draining stderr so the server never blocks on it.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr.expect("the server printed its address"))
+    ((child, addr.unwrap_or_else(|| panic!("the server printed no address: {log:?}"))), log)
+}
+
+/// Every caption event (partial or final) an ingest connection gets until it closes.
+async fn events_until_close(ws: &mut Ws) -> (Vec<Value>, u16) {
+    let mut events = Vec::new();
+    loop {
+        let m = next(ws).await;
+        if let Some(code) = m["close"].as_u64() {
+            return (events, code as u16);
+        }
+        if m["type"] == "final" || m["type"] == "partial" {
+            events.push(m);
+        }
+    }
+}
+
+/// Issue 12: pink noise at room level, silence and hum, streamed into `serve` as a user
+/// starts it (default model, language and voice activity detector), give no caption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_serve_sends_no_caption_for_noise_silence_or_hum() {
+    default_models();
+    let _lock = whisper_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = cantocap_default();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    let ((mut child, addr), log) = spawn_server(cmd);
+    let log = log.join("\n");
+    assert!(!log.contains("Silero VAD model not found"), "{log}");
+
+    // The three rooms at once, as three sessions, 2.5 times real time (within the
+    // server's default rate limit).
+    let sessions = quiet_rooms(dir.path()).into_iter().map(|(what, wav)| async move {
+        let samples = cantocap::audio::read_wav(&wav).unwrap().samples;
+        let audio: Vec<u8> =
+            samples.iter().flat_map(|&x| ((x * 32767.0) as i16).to_le_bytes()).collect();
+        let session = what.replace(' ', "-");
+        let (mut ws, _) = ingest(addr, &session, json!({})).await;
+        stream(&mut ws, &audio, 2.5).await;
+        ws.send(Message::text(r#"{"type":"stop"}"#)).await.unwrap();
+        (what, events_until_close(&mut ws).await)
+    });
+    for (what, (events, code)) in futures_util::future::join_all(sessions).await {
+        assert_eq!(code, 1000, "{what}");
+        assert_eq!(events, Vec::<Value>::new(), "{what} was captioned");
+    }
+    let (_, metrics) = get(addr, "/metrics", "").await;
+    for counter in ["cantocap_finals_total 0", "cantocap_partials_total 0"] {
+        assert!(metrics.contains(counter), "{metrics}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

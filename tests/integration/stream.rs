@@ -85,6 +85,7 @@ fn assert_well_formed(events: &[CaptionEvent]) {
             CaptionEvent::Final { segment, .. } => {
                 assert_eq!(*segment, next_final, "finals must be numbered 1, 2, 3… once each");
                 assert!(start >= last_final_end, "final overlaps the previous one: {e:?}");
+                assert!(end > start, "a final spans no time: {e:?}");
                 assert!(!e.text().trim().is_empty());
                 last_final_end = end;
                 next_final += 1;
