@@ -161,7 +161,7 @@ impl Output {
                 .iter()
                 .map(|c| {
                     let mut e = event.clone();
-                    *e.text_mut() = c.convert(event.text());
+                    *e.text_mut() = c.caption(event.text());
                     (c.script(), e)
                 })
                 .collect();
