@@ -327,18 +327,18 @@ fn is_wide_punct(c: char) -> bool {
 
 /// Whether two pieces of text meeting at a line break read with a space between
 /// them: yes where half-width text meets anything but full-width punctuation.
-fn join_needs_space(left: char, right: char) -> bool {
+pub(crate) fn join_needs_space(left: char, right: char) -> bool {
     if is_wide_punct(left) || is_wide_punct(right) {
         return false;
     }
     !is_wide(left) || !is_wide(right)
 }
 
-fn last_visible(s: &str) -> Option<char> {
+pub(crate) fn last_visible(s: &str) -> Option<char> {
     s.chars().rev().find(|&c| !is_zero_width(c) && !c.is_whitespace())
 }
 
-fn first_visible(s: &str) -> Option<char> {
+pub(crate) fn first_visible(s: &str) -> Option<char> {
     s.chars().find(|&c| !is_zero_width(c) && !c.is_whitespace())
 }
 
