@@ -44,9 +44,7 @@ impl<W: Write> CaptionWriter for TxtWriter<W> {
         let mut piece = String::with_capacity(text.len() + 1);
         match self.open {
             Some((segment, before)) if segment.is_some() && segment == caption.segment => {
-                if join_needs_space(before, first) {
-                    piece.push(' ');
-                }
+                piece.extend(join_needs_space(before, first).then_some(' '));
             }
             Some(_) => piece.push('\n'),
             None => {}

@@ -87,7 +87,7 @@
 //! ```
 
 mod script;
-mod typography;
+pub mod typography;
 
 // Redaction lives in `crate::privacy`; these paths stay for existing users.
 pub use crate::privacy::{caption_redact, redact};
