@@ -23,6 +23,13 @@ pub trait CaptionWriter {
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Whether this format wants each final whole, as one caption, rather than laid
+    /// out into timed screens: true for plain text, which has no times to fit.
+    /// Default false.
+    fn whole_finals(&self) -> bool {
+        false
+    }
 }
 
 impl<T: CaptionWriter + ?Sized> CaptionWriter for &mut T {
@@ -33,6 +40,10 @@ impl<T: CaptionWriter + ?Sized> CaptionWriter for &mut T {
     fn finish(&mut self) -> Result<()> {
         (**self).finish()
     }
+
+    fn whole_finals(&self) -> bool {
+        (**self).whole_finals()
+    }
 }
 
 impl<T: CaptionWriter + ?Sized> CaptionWriter for Box<T> {
@@ -42,6 +53,10 @@ impl<T: CaptionWriter + ?Sized> CaptionWriter for Box<T> {
 
     fn finish(&mut self) -> Result<()> {
         (**self).finish()
+    }
+
+    fn whole_finals(&self) -> bool {
+        (**self).whole_finals()
     }
 }
 

@@ -79,7 +79,22 @@ impl CaptionFileSink {
     }
 
     fn write(&mut self, finals: &[(u64, Segment)]) -> Result<()> {
-        for mut c in caption::layout_finals(finals, &self.layout) {
+        let captions = if self.writer.whole_finals() {
+            // Plain text: a line per final, however long it took to say.
+            finals
+                .iter()
+                .map(|(id, s)| caption::Caption {
+                    segment: Some(*id),
+                    index: 0,
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    lines: vec![s.text.trim().to_owned()],
+                })
+                .collect()
+        } else {
+            caption::layout_finals(finals, &self.layout)
+        };
+        for mut c in captions {
             c.index = self.next_index;
             self.next_index += 1;
             self.writer.write_caption(&c)?;

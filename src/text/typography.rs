@@ -178,8 +178,6 @@ fn is_quote_or_bracket(c: char) -> bool {
             | ')'
             | '（'
             | '）'
-            | '['
-            | ']'
             | '【'
             | '】'
             | '《'
@@ -258,13 +256,18 @@ fn ends_sentence(chars: &[char], i: usize) -> bool {
 }
 
 /// Whether the sentence before `i` (back to the previous sentence end) has Chinese.
+/// Text in square brackets does not count: redaction labels such as `[電話號碼]`
+/// stand in English sentences too.
 fn sentence_has_chinese(chars: &[char], i: usize) -> bool {
+    let mut depth = 0usize;
     for j in (0..i).rev() {
-        if ends_sentence(chars, j) {
-            return false;
-        }
-        if is_chinese(chars[j]) {
-            return true;
+        match chars[j] {
+            ']' => depth += 1,
+            '[' => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            _ if ends_sentence(chars, j) => return false,
+            c if is_chinese(c) => return true,
+            _ => {}
         }
     }
     false
@@ -455,6 +458,8 @@ mod tests {
         ("好!!", "好！！"),
         ("我身份證係 [身份證號碼]，電話[電話號碼]", "我身份證係 [身份證號碼]，電話[電話號碼]"),
         ("佢‘講’咗", "佢『講』咗"),
+        ("Please call me on [電話號碼]. Thanks.", "Please call me on [電話號碼]. Thanks."),
+        ("電話[電話號碼], 三點半見.", "電話[電話號碼]，三點半見。"),
         ("It's fine", "It's fine"),
         ("第一行\n第二行", "第一行\n第二行"),
         ("我哋聽日開會. Please come on time.", "我哋聽日開會。Please come on time."),
