@@ -1,7 +1,8 @@
 //! Plain text (`.txt`): one caption per line, without times.
 //!
-//! Caption files give it each final whole ([`CaptionWriter::whole_finals`]), so a
-//! transcript has one line per final, however long it took to say.
+//! It has no times ([`CaptionWriter::timed`] is false), so caption files lay out its
+//! captions without the time limit: a slowly spoken final is one line, not a line
+//! per few characters.
 
 use std::io::Write;
 
@@ -43,8 +44,8 @@ impl<W: Write> CaptionWriter for TxtWriter<W> {
         Ok(self.out.flush()?)
     }
 
-    fn whole_finals(&self) -> bool {
-        true
+    fn timed(&self) -> bool {
+        false
     }
 }
 

@@ -24,11 +24,11 @@ pub trait CaptionWriter {
         Ok(())
     }
 
-    /// Whether this format wants each final whole, as one caption, rather than laid
-    /// out into timed screens: true for plain text, which has no times to fit.
-    /// Default false.
-    fn whole_finals(&self) -> bool {
-        false
+    /// Whether this format shows times. Untimed formats (plain text) get captions
+    /// laid out without the time limit, which would otherwise cut a slowly spoken
+    /// final into pieces. Default true.
+    fn timed(&self) -> bool {
+        true
     }
 }
 
@@ -41,8 +41,8 @@ impl<T: CaptionWriter + ?Sized> CaptionWriter for &mut T {
         (**self).finish()
     }
 
-    fn whole_finals(&self) -> bool {
-        (**self).whole_finals()
+    fn timed(&self) -> bool {
+        (**self).timed()
     }
 }
 
@@ -55,8 +55,8 @@ impl<T: CaptionWriter + ?Sized> CaptionWriter for Box<T> {
         (**self).finish()
     }
 
-    fn whole_finals(&self) -> bool {
-        (**self).whole_finals()
+    fn timed(&self) -> bool {
+        (**self).timed()
     }
 }
 

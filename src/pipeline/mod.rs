@@ -548,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn text_files_get_a_line_per_final() {
+    fn text_files_get_a_line_per_caption_without_time_limits() {
         // Finals written for this test: a long one the layout would cut into several
         // timed screens (it did, a character each, for a real decode of noise).
         #[derive(Clone, Default)]
@@ -566,24 +566,25 @@ mod tests {
             Segment::new(0, 28_000, "我 哋 今日 去 飲茶 , 然後 去 行街 再去 睇戲 ."),
             Segment::new(30_000, 40_000, "OK, see you later then, bye bye."),
             Segment::new(45_000, 46_000, "我 哋 係 咪 。"),
+            // Per-token finals (base decoded `Pho` `太` `Cure` so): one line.
+            Segment::new(50_000, 50_400, "Pho"),
+            Segment::new(50_400, 50_800, "太"),
+            Segment::new(50_800, 51_200, "Cure"),
         ];
-        for whole in [true, false] {
+        // A whole file (transcribe); live files lay out each final as it comes.
+        {
             let buf = Buf::default();
             let mut output =
                 Output::new(CaptionRedactor::new(Redactor::new(RedactOptions::default())));
             let format = crate::caption::CaptionFormat::Txt;
             let writer = crate::caption::writer_for(format, buf.clone());
             let layout = crate::caption::LayoutOptions::default();
-            if whole {
-                output.add_sink(CaptionFileSink::whole(writer, Script::Hk, layout)).unwrap();
-            } else {
-                output.add_sink(CaptionFileSink::incremental(writer, Script::Hk, layout)).unwrap();
-            }
+            output.add_sink(CaptionFileSink::whole(writer, Script::Hk, layout)).unwrap();
             output.emit_segments(segments.clone()).unwrap();
             let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
             assert_eq!(
                 text,
-                "我哋今日去飲茶，然後去行街再去睇戲。\nOK, see you later then, bye bye.\n我哋係咪。\n"
+                "我哋今日去飲茶，然後去行街再去睇戲。\nOK, see you later then, bye bye.\n我哋係咪。\nPho太Cure\n"
             );
         }
     }

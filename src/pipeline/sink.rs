@@ -79,20 +79,12 @@ impl CaptionFileSink {
     }
 
     fn write(&mut self, finals: &[(u64, Segment)]) -> Result<()> {
-        let captions = if self.writer.whole_finals() {
-            // Plain text: a line per final, however long it took to say.
-            finals
-                .iter()
-                .map(|(id, s)| caption::Caption {
-                    segment: Some(*id),
-                    index: 0,
-                    start_ms: s.start_ms,
-                    end_ms: s.end_ms,
-                    lines: vec![s.text.trim().to_owned()],
-                })
-                .collect()
-        } else {
+        let captions = if self.writer.timed() {
             caption::layout_finals(finals, &self.layout)
+        } else {
+            // Plain text: no time limit to cut a slowly spoken final into pieces.
+            let layout = LayoutOptions { max_duration_ms: u64::MAX / 4, ..self.layout.clone() };
+            caption::layout_finals(finals, &layout)
         };
         for mut c in captions {
             c.index = self.next_index;
