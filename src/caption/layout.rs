@@ -10,8 +10,11 @@
 //! with penalties that prefer, in order: a sentence end (`。！？` or `.!?` before a
 //! space), a clause end (`，、；：…` or `,;:` before a space), the end of a Whisper
 //! segment, a space or a change between CJK and Latin script, and last of all a break
-//! between two CJK characters. A caption must fit its lines and its time limit; a
-//! gap between segments longer than [`LayoutOptions::max_gap_ms`] always ends one.
+//! between two CJK characters. A caption must fit its lines and its time limit
+//! (text no wider than 3/8 of a line is never split for time: it is shown for the
+//! longest duration instead, so a few words spoken slowly never become one caption
+//! per character); a gap between segments longer than [`LayoutOptions::max_gap_ms`]
+//! always ends one.
 //! Sentences are kept in captions of their own unless they are very short. The
 //! same kind of search breaks each caption into balanced lines.
 
@@ -38,7 +41,8 @@ pub struct LayoutOptions {
     /// Shortest time a caption stays on screen, in ms; shorter ones are extended,
     /// but never over the next caption. Default 1000.
     pub min_duration_ms: u64,
-    /// Longest time a caption stays on screen, in ms; longer text is split.
+    /// Longest time a caption stays on screen, in ms; longer text is split, except
+    /// text no wider than 3/8 of a line, which is kept whole and shown this long.
     /// Default 7000.
     pub max_duration_ms: u64,
     /// A silence between two segments longer than this (in ms) always starts a new
@@ -323,18 +327,18 @@ fn is_wide_punct(c: char) -> bool {
 
 /// Whether two pieces of text meeting at a line break read with a space between
 /// them: yes where half-width text meets anything but full-width punctuation.
-fn join_needs_space(left: char, right: char) -> bool {
+pub(crate) fn join_needs_space(left: char, right: char) -> bool {
     if is_wide_punct(left) || is_wide_punct(right) {
         return false;
     }
     !is_wide(left) || !is_wide(right)
 }
 
-fn last_visible(s: &str) -> Option<char> {
+pub(crate) fn last_visible(s: &str) -> Option<char> {
     s.chars().rev().find(|&c| !is_zero_width(c) && !c.is_whitespace())
 }
 
-fn first_visible(s: &str) -> Option<char> {
+pub(crate) fn first_visible(s: &str) -> Option<char> {
     s.chars().find(|&c| !is_zero_width(c) && !c.is_whitespace())
 }
 
@@ -662,7 +666,12 @@ fn choose_captions(atoms: &[Atom], bounds: &[Boundary], limits: &Limits) -> Vec<
                     top_line = atom.units;
                 }
                 let span = atoms[to - 1].end_ms - atom.start_ms;
-                if inner.kind == Brk::Forced || span > limits.max_ms || lines > limits.max_lines {
+                // Text too short to split usefully is never split for time: it stays
+                // whole and is shown for the longest duration (fix_timing). Otherwise
+                // a few words Whisper spread over 25 s (a hallucination on noise, a
+                // slow speaker) would come out a character per caption.
+                let too_long = span > limits.max_ms && f64::from(units) / 2.0 > narrow;
+                if inner.kind == Brk::Forced || too_long || lines > limits.max_lines {
                     break;
                 }
                 inner_sentences += u32::from(inner.kind == Brk::Sentence);
@@ -1098,6 +1107,26 @@ mod tests {
         // One character held for 10 s cannot be split: it is cut short.
         let captions = layout(&[seg(0, 10_000, "嗯")], &opts);
         assert_eq!((captions[0].start_ms, captions[0].end_ms), (0, 7000));
+    }
+
+    #[test]
+    fn a_few_words_spread_over_a_long_time_stay_one_caption() {
+        // Regression: `transcribe` on 30 s of pink noise decoded one 25 s segment
+        // `我哋係咪。` (the report; the text here is written, shaped like that
+        // decode), and the time limit cut it into a caption per character, so txt
+        // output had `我` `哋` `係` `咪。` on four lines.
+        let opts = opts();
+        let captions = layout(&[seg(0, 25_000, "我哋係咪。")], &opts);
+        check(&captions, &opts);
+        assert_eq!(texts(&captions), ["我哋係咪。"]);
+        assert_eq!((captions[0].start_ms, captions[0].end_ms), (0, 7000));
+        let captions = layout(&[seg(0, 30_000, "Thank you.")], &opts);
+        assert_eq!(texts(&captions), ["Thank you."]);
+        // Wider text is still split for time, never below a few characters.
+        let captions = layout(&[seg(0, 25_000, "我哋今日去飲茶然後去行街")], &opts);
+        check(&captions, &opts);
+        assert!(captions.len() >= 2, "{captions:?}");
+        assert!(captions.iter().all(|c| c.text().chars().count() >= 3), "{captions:?}");
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! Plain text (`.txt`): one caption per line, without times.
+//!
+//! It has no times ([`CaptionWriter::timed`] is false), so caption files lay out its
+//! captions without the time limit: a slowly spoken final is one line, not a line
+//! per few characters.
 
 use std::io::Write;
 
@@ -38,6 +42,10 @@ impl<W: Write> CaptionWriter for TxtWriter<W> {
 
     fn finish(&mut self) -> Result<()> {
         Ok(self.out.flush()?)
+    }
+
+    fn timed(&self) -> bool {
+        false
     }
 }
 

@@ -23,6 +23,13 @@ pub trait CaptionWriter {
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Whether this format shows times. Untimed formats (plain text) get captions
+    /// laid out without the time limit, which would otherwise cut a slowly spoken
+    /// final into pieces. Default true.
+    fn timed(&self) -> bool {
+        true
+    }
 }
 
 impl<T: CaptionWriter + ?Sized> CaptionWriter for &mut T {
@@ -33,6 +40,10 @@ impl<T: CaptionWriter + ?Sized> CaptionWriter for &mut T {
     fn finish(&mut self) -> Result<()> {
         (**self).finish()
     }
+
+    fn timed(&self) -> bool {
+        (**self).timed()
+    }
 }
 
 impl<T: CaptionWriter + ?Sized> CaptionWriter for Box<T> {
@@ -42,6 +53,10 @@ impl<T: CaptionWriter + ?Sized> CaptionWriter for Box<T> {
 
     fn finish(&mut self) -> Result<()> {
         (**self).finish()
+    }
+
+    fn timed(&self) -> bool {
+        (**self).timed()
     }
 }
 

@@ -161,7 +161,7 @@ impl Output {
                 .iter()
                 .map(|c| {
                     let mut e = event.clone();
-                    *e.text_mut() = c.convert(event.text());
+                    *e.text_mut() = c.caption(event.text());
                     (c.script(), e)
                 })
                 .collect();
@@ -545,6 +545,48 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, [41, 42], "{text}");
+    }
+
+    #[test]
+    fn text_files_get_a_line_per_caption_without_time_limits() {
+        // Finals written for this test: a long one the layout would cut into several
+        // timed screens (it did, a character each, for a real decode of noise).
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let segments = vec![
+            Segment::new(0, 28_000, "我 哋 今日 去 飲茶 , 然後 去 行街 再去 睇戲 ."),
+            Segment::new(30_000, 40_000, "OK, see you later then, bye bye."),
+            Segment::new(45_000, 46_000, "我 哋 係 咪 。"),
+            // Per-token finals (base decoded `Pho` `太` `Cure` so): one line.
+            Segment::new(50_000, 50_400, "Pho"),
+            Segment::new(50_400, 50_800, "太"),
+            Segment::new(50_800, 51_200, "Cure"),
+        ];
+        // A whole file (transcribe); live files lay out each final as it comes.
+        {
+            let buf = Buf::default();
+            let mut output =
+                Output::new(CaptionRedactor::new(Redactor::new(RedactOptions::default())));
+            let format = crate::caption::CaptionFormat::Txt;
+            let writer = crate::caption::writer_for(format, buf.clone());
+            let layout = crate::caption::LayoutOptions::default();
+            output.add_sink(CaptionFileSink::whole(writer, Script::Hk, layout)).unwrap();
+            output.emit_segments(segments.clone()).unwrap();
+            let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(
+                text,
+                "我哋今日去飲茶，然後去行街再去睇戲。\nOK, see you later then, bye bye.\n我哋係咪。\nPho太Cure\n"
+            );
+        }
     }
 
     #[test]

@@ -79,7 +79,14 @@ impl CaptionFileSink {
     }
 
     fn write(&mut self, finals: &[(u64, Segment)]) -> Result<()> {
-        for mut c in caption::layout_finals(finals, &self.layout) {
+        let captions = if self.writer.timed() {
+            caption::layout_finals(finals, &self.layout)
+        } else {
+            // Plain text: no time limit to cut a slowly spoken final into pieces.
+            let layout = LayoutOptions { max_duration_ms: u64::MAX / 4, ..self.layout.clone() };
+            caption::layout_finals(finals, &layout)
+        };
+        for mut c in captions {
             c.index = self.next_index;
             self.next_index += 1;
             self.writer.write_caption(&c)?;

@@ -58,7 +58,7 @@ impl Published {
         self.json[script_index(script)]
             .get_or_init(|| {
                 let mut event = self.event.clone();
-                *event.text_mut() = converters.get(script).convert(self.event.text());
+                *event.text_mut() = converters.get(script).caption(self.event.text());
                 Utf8Bytes::from(serde_json::to_string(&event).unwrap_or_default())
             })
             .clone()

@@ -598,7 +598,7 @@ impl Worker {
         let body = match &delivery.payload {
             Payload::Final { session, event } => {
                 let mut event = event.clone();
-                *event.text_mut() = self.converter.convert(event.text());
+                *event.text_mut() = self.converter.caption(event.text());
                 serde_json::to_vec(&Body::Final { session, delivery: &delivery.id, event: &event })
             }
             Payload::Closed { session, finals, audio_ms } => {

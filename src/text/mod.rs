@@ -87,6 +87,7 @@
 //! ```
 
 mod script;
+pub mod typography;
 
 // Redaction lives in `crate::privacy`; these paths stay for existing users.
 pub use crate::privacy::{caption_redact, redact};
@@ -97,3 +98,4 @@ pub use crate::privacy::{
 pub use script::{
     convert, OpenccConfig, OpenccConverter, ParseScriptError, Script, ScriptConverter,
 };
+pub use typography::tidy;

@@ -319,6 +319,23 @@ impl ScriptConverter {
             .collect()
     }
 
+    /// Converts a caption's text: [`convert`](Self::convert), then
+    /// [`tidy`](super::tidy) for Chinese typography (full-width punctuation in
+    /// Chinese, no spaces between Chinese characters). Every caption the pipeline,
+    /// the server and the webhooks deliver goes through this; [`Script::Raw`] text
+    /// comes back as decoded.
+    ///
+    /// ```
+    /// use cantocap::text::{Script, ScriptConverter};
+    ///
+    /// let hk = ScriptConverter::new(Script::Hk)?;
+    /// assert_eq!(hk.caption("我 哋 今日 开会 , OK?"), "我哋今日開會，OK？");
+    /// # Ok::<(), cantocap::Error>(())
+    /// ```
+    pub fn caption(&self, text: &str) -> String {
+        super::tidy(&self.convert(text), self.script)
+    }
+
     /// The script this converter writes.
     pub fn script(&self) -> Script {
         self.script

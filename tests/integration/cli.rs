@@ -121,6 +121,69 @@ fn scripts_apply_to_chinese_output() {
     }
 }
 
+/// Typography problems in caption text: a half-width comma or full stop next to a
+/// Chinese character, or a space between two Chinese characters.
+fn typography_faults(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut faults = Vec::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let before = i.checked_sub(1).map(|j| chars[j]);
+        let after = chars.get(i + 1).copied();
+        if matches!(c, ',' | '.') && (before.is_some_and(is_cjk) || after.is_some_and(is_cjk)) {
+            faults.push(format!("half-width {c:?} at {i}"));
+        }
+        if c == ' ' {
+            let left = chars[..i].iter().rev().find(|c| **c != ' ');
+            let right = chars[i..].iter().find(|c| **c != ' ');
+            if left.is_some_and(|c| is_cjk(*c)) && right.is_some_and(|c| is_cjk(*c)) {
+                faults.push(format!("space between Chinese characters at {i}"));
+            }
+        }
+    }
+    faults
+}
+
+#[test]
+fn slow_mandarin_gives_whole_lines_in_chinese_typography() {
+    // Regression: slow speech (espeak-ng at 80 words a minute with pauses) decodes on
+    // base as one long final with spaces between the characters (`我 门 间 下 …` over
+    // 28 s); the layout's time limit cut it into a caption per character or two, and
+    // txt wrote each on its own line, spaces and all.
+    let _lock = whisper_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("slow.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "cmn-latn-pinyin", "-s", "80", "-g", "60", "-w"])
+        .arg(&wav)
+        .arg("我们今天下午开会。请大家准时参加。")
+        .status()
+        .expect("espeak-ng is needed for the speech tests: apt-get install espeak-ng");
+    assert!(status.success());
+    let transcribe = |format: &str| {
+        let args = ["transcribe", s(&wav), "-f", format, "-s", "hk", "-l", "zh", "-t", "2"];
+        let out = run(&[&args[..], &["-m", s(&base())]].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let txt = transcribe("txt");
+    let cjk = txt.chars().filter(|c| is_cjk(*c)).count();
+    assert!(cjk >= 5, "expected Chinese text, got {txt:?}");
+    let lines: Vec<&str> = txt.lines().collect();
+    // Two sentences were spoken: a line per final, not per character.
+    assert!(lines.len() <= 3 && lines.len() * 3 <= cjk, "{} lines: {txt:?}", lines.len());
+    assert!(typography_faults(&txt).is_empty(), "{:?} in {txt:?}", typography_faults(&txt));
+    let srt = transcribe("srt");
+    let captions = cantocap::caption::parse_srt(&srt).unwrap();
+    assert!(!captions.is_empty(), "{srt}");
+    for caption in &captions {
+        let text = caption.text();
+        assert!(typography_faults(&text).is_empty(), "{:?} in {text:?}", typography_faults(&text));
+    }
+    for line in srt.lines() {
+        assert!(typography_faults(line).is_empty(), "{:?} in {line:?}", typography_faults(line));
+    }
+}
+
 #[test]
 fn a_missing_file_is_named() {
     let out = run(&["transcribe", "/no/such/file.wav"]);

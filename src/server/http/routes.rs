@@ -182,7 +182,7 @@ async fn transcript(
         .iter()
         .map(|f| {
             let mut s = f.to_segment();
-            s.text = converter.convert(&s.text);
+            s.text = converter.caption(&s.text);
             (f.segment(), s)
         })
         .collect();
