@@ -512,7 +512,11 @@ fn info(path: Option<PathBuf>) -> Result<()> {
     println!(
         "default:      language {}{}",
         plan.describe(),
-        if plan.cantonese_via_zh { " with the Cantonese prompt (no yue token)" } else { "" }
+        if plan.cantonese_via_zh {
+            " (no yue token: Cantonese is decoded as zh with the Cantonese prompt)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

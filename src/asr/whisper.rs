@@ -150,7 +150,8 @@ impl WhisperModel {
         progress: impl FnMut(i32) + 'static,
     ) -> Result<Vec<Segment>> {
         let plan = self.plan(opts)?;
-        let mask = if opts.vad && !samples.is_empty() {
+        check_samples(samples)?;
+        let mask = if opts.vad {
             let vad_opts = crate::audio::VadOptions::default();
             // whisper.cpp's own VAD (`FullParams::enable_vad`) runs only in
             // `whisper_full`; whisper-rs decodes with `whisper_full_with_state`, which
@@ -300,12 +301,7 @@ impl WhisperModel {
         request: &DecodeRequest<'_>,
         progress: impl FnMut(i32) + 'static,
     ) -> Result<Vec<Decoded>> {
-        if samples.is_empty() {
-            return Err(Error::EmptyAudio);
-        }
-        if let Some((index, &value)) = samples.iter().enumerate().find(|(_, s)| !s.is_finite()) {
-            return Err(Error::NonFiniteSample { index, value });
-        }
+        check_samples(samples)?;
         let strategy = if opts.beam_size > 1 {
             SamplingStrategy::BeamSearch { beam_size: opts.beam_size as i32, patience: -1.0 }
         } else {
@@ -375,6 +371,17 @@ impl WhisperModel {
         }
         Ok(out)
     }
+}
+
+/// Audio Whisper can take: some samples, all finite.
+fn check_samples(samples: &[f32]) -> Result<()> {
+    if samples.is_empty() {
+        return Err(Error::EmptyAudio);
+    }
+    if let Some((index, &value)) = samples.iter().enumerate().find(|(_, s)| !s.is_finite()) {
+        return Err(Error::NonFiniteSample { index, value });
+    }
+    Ok(())
 }
 
 /// [`keep`] for each segment of one decode, also dropping a segment that repeats

@@ -330,6 +330,7 @@ fn model_info_describes_the_model() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("51865") && text.contains("zh"), "{text}");
+    assert!(text.contains("language yue+en"), "{text}");
 }
 
 #[test]
