@@ -198,8 +198,9 @@ impl WhisperModel {
             None => fixed_spans(samples.len()),
         };
         let mut runs: Vec<(usize, usize, usize)> = Vec::new(); // from, to, choice
+        let mut detector = self.new_detection_state(opts, 10_000)?;
         for &(from, to) in &spans {
-            let probs = self.detect_language(&mut state, &samples[from..to], opts)?;
+            let probs = self.detect_language(&mut detector, &samples[from..to], opts)?;
             let language = plan.choose_index(&probs);
             match runs.last_mut() {
                 Some(last) if last.2 == language => last.1 = to,
@@ -228,8 +229,8 @@ impl WhisperModel {
 
     /// The language an utterance (16 kHz mono) is decoded in: with one choice in the
     /// plan, that one; with several, the one Whisper's language detection finds
-    /// likeliest among them. Detection runs the encoder once more, over the first
-    /// part of the audio (as long as the state's last decode used).
+    /// likeliest among them. Detection costs an encoder pass over as much audio as
+    /// the state's last decode took (see [`new_detection_state`](Self::new_detection_state)).
     pub fn choose_language<'p>(
         &self,
         state: &mut DecodeState,
@@ -241,6 +242,27 @@ impl WhisperModel {
             return Ok(&plan.choices[0]);
         }
         Ok(plan.choose(&self.detect_language(state, samples, opts)?))
+    }
+
+    /// A decoding state for language detection alone, hearing the first `window_ms`
+    /// of each utterance. whisper.cpp's detection encodes as much audio as the
+    /// state's last decode did (all 30 s on a new state), and only a decode sets
+    /// that: so a one-token decode of a second of silence sets it here, once.
+    pub fn new_detection_state(
+        &self,
+        opts: &TranscribeOptions,
+        window_ms: u64,
+    ) -> Result<DecodeState> {
+        let mut state = self.new_state()?;
+        let request = DecodeRequest {
+            language: Some("en"),
+            audio_ctx: ((window_ms / 20) as i32).clamp(160, 1500),
+            max_tokens: 1,
+            ..Default::default()
+        };
+        let silence = vec![0.0; WHISPER_SAMPLE_RATE as usize];
+        self.decode(&mut state, &silence, opts, &request)?;
+        Ok(state)
     }
 
     /// Whisper's language probabilities for 16 kHz mono audio, indexed by language
