@@ -356,7 +356,7 @@ impl StreamingTranscriber {
     fn decode(&mut self, last: bool) -> Result<Vec<Unit>> {
         self.decoded_to = self.pushed;
         let started = Instant::now();
-        let language = self.utterance_language()?;
+        let language = self.utterance_language(last)?;
         let same_language = self.committed_language.is_none_or(|l| l == language);
         let with_context = same_language
             && last
@@ -447,21 +447,25 @@ impl StreamingTranscriber {
     }
 
     /// The current utterance's language, detected on the buffer (not the previous
-    /// utterance's context) until it is settled: after 3 s of audio, or once text
-    /// was committed in it.
-    fn utterance_language(&mut self) -> Result<usize> {
+    /// utterance's context) until it is settled: once detected on 2 s of audio, or
+    /// once text was committed in it. Under 1.5 s (unless the utterance is over)
+    /// there is too little to tell: the last utterance's language is used meanwhile.
+    fn utterance_language(&mut self, last: bool) -> Result<usize> {
         if !self.plan.is_mixed() || self.buffer.is_empty() {
             return Ok(*self.language.get_or_insert(0));
         }
         if let (Some(language), true) = (self.language, self.language_settled) {
             return Ok(language);
         }
+        if !last && (self.buffer.len() as u64) < 1500 * SAMPLES_PER_MS {
+            return Ok(self.language.or(self.committed_language).unwrap_or(0));
+        }
         let probs =
             self.model.detect_language(&mut self.state, &self.buffer, &self.opts.transcribe)?;
         self.stats.language_detections += 1;
         let language = self.plan.choose_index(&probs);
         self.language = Some(language);
-        self.language_settled = self.buffer.len() as u64 >= 3000 * SAMPLES_PER_MS
+        self.language_settled = self.buffer.len() as u64 >= 2000 * SAMPLES_PER_MS
             || !self.committed_in_buffer.is_empty();
         Ok(language)
     }
