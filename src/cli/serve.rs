@@ -24,9 +24,10 @@ pub struct ServeArgs {
     /// CPU threads per decode [default: cores, at most 4].
     #[arg(short, long)]
     pub threads: Option<usize>,
-    /// Default language of sessions: yue (default), zh, en, … (a session's start
-    /// message may choose another).
-    #[arg(short, long)]
+    /// Default language of sessions: yue, en, zh, … or several joined by + (each
+    /// utterance in the one it sounds most like) [default: yue+en on multilingual
+    /// models]. A session's start message may choose another.
+    #[arg(short, long, value_name = "LANG[+LANG…]")]
     pub language: Option<String>,
     #[command(flatten)]
     pub vad: crate::cli::vad::VadArgs,
