@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::import::{Hparams, Origin, Planned, Planner, Source, Store, Weights, WHISPER_AUDIO_CTX};
+use super::import::{Hparams, Planned, Planner, Source, Store, Weights, WHISPER_AUDIO_CTX};
 use super::safetensors::{SafetensorsModel, INDEX_FILE, SINGLE_FILE};
 use super::tokens::{Vocabulary, END_OF_TEXT};
 use crate::{Error, Result};
@@ -360,34 +360,9 @@ fn plan(model: &SafetensorsModel, hp: &Hparams, m: &str) -> Result<Vec<Planned>>
         norm(p, &format!("{blk}.mlp_ln"), &format!("{layer}.final_layer_norm"))
     };
 
-    let pe = format!("{m}encoder.embed_positions.weight");
-    if model.get(&pe).is_some() {
-        p.whole("encoder.positional_embedding".into(), pe, &[hp.n_audio_ctx, d], Store::F32)?;
-    } else {
-        p.plan.push(Planned {
-            name: "encoder.positional_embedding".into(),
-            from: Origin::Sinusoids { len: hp.n_audio_ctx, channels: d },
-            ne: vec![d, hp.n_audio_ctx],
-            store: Store::F32,
-        });
-    }
-    for (conv, n_in) in [("conv1", hp.n_mels), ("conv2", d)] {
-        let hf = format!("{m}encoder.{conv}");
-        p.whole(
-            format!("encoder.{conv}.weight"),
-            format!("{hf}.weight"),
-            &[d, n_in, 3],
-            Store::F16,
-        )?;
-        // whisper.cpp adds the conv bias as a [1, n] tensor.
-        p.check(&format!("{hf}.bias"), &[d])?;
-        p.plan.push(Planned {
-            name: format!("encoder.{conv}.bias"),
-            from: Origin::Var(format!("{hf}.bias")),
-            ne: vec![1, d],
-            store: Store::F32,
-        });
-    }
+    p.encoder_front(hp, &format!("{m}encoder.embed_positions.weight"), |conv, part| {
+        format!("{m}encoder.{conv}.{part}")
+    })?;
     for i in 0..hp.n_audio_layer {
         let (blk, layer) = (format!("encoder.blocks.{i}"), format!("{m}encoder.layers.{i}"));
         attention(

@@ -633,6 +633,51 @@ pub(super) struct Planner<'a> {
 }
 
 impl Planner<'_> {
+    /// The encoder's positional embedding (`pe` in the source, or sinusoids computed
+    /// as Whisper does where the source has none) and its two convolutions, whose
+    /// weight and bias are at `conv("conv1" | "conv2", "weight" | "bias")`.
+    pub(super) fn encoder_front(
+        &mut self,
+        hp: &Hparams,
+        pe: &str,
+        conv: impl Fn(&str, &str) -> String,
+    ) -> Result<()> {
+        let d = self.d;
+        if self.model.shape(pe).is_some() {
+            self.whole(
+                "encoder.positional_embedding".into(),
+                pe.into(),
+                &[hp.n_audio_ctx, d],
+                Store::F32,
+            )?;
+        } else {
+            self.plan.push(Planned {
+                name: "encoder.positional_embedding".into(),
+                from: Origin::Sinusoids { len: hp.n_audio_ctx, channels: d },
+                ne: vec![d, hp.n_audio_ctx],
+                store: Store::F32,
+            });
+        }
+        for (name, n_in) in [("conv1", hp.n_mels), ("conv2", d)] {
+            self.whole(
+                format!("encoder.{name}.weight"),
+                conv(name, "weight"),
+                &[d, n_in, 3],
+                Store::F16,
+            )?;
+            // whisper.cpp adds the conv bias as a [1, n] tensor.
+            let bias = conv(name, "bias");
+            self.check(&bias, &[d])?;
+            self.plan.push(Planned {
+                name: format!("encoder.{name}.bias"),
+                from: Origin::Var(bias),
+                ne: vec![1, d],
+                store: Store::F32,
+            });
+        }
+        Ok(())
+    }
+
     pub(super) fn check(&self, var: &str, shape: &[usize]) -> Result<()> {
         let got = self.model.shape(var).ok_or_else(|| self.model.missing(var))?;
         if got != shape {
@@ -736,39 +781,9 @@ fn plan_tensors(model: &Ct2Model, hp: &Hparams) -> Result<Vec<Planned>> {
     let d = hp.n_state;
     let mut p = Planner { model, d, plan: Vec::new() };
 
-    let pe = "encoder/position_encodings/encodings";
-    if model.shape(pe).is_some() {
-        p.whole(
-            "encoder.positional_embedding".into(),
-            pe.into(),
-            &[hp.n_audio_ctx, d],
-            Store::F32,
-        )?;
-    } else {
-        p.plan.push(Planned {
-            name: "encoder.positional_embedding".into(),
-            from: Origin::Sinusoids { len: hp.n_audio_ctx, channels: d },
-            ne: vec![d, hp.n_audio_ctx],
-            store: Store::F32,
-        });
-    }
-    for (conv, n_in) in [("conv1", hp.n_mels), ("conv2", d)] {
-        let ct2 = format!("encoder/{conv}");
-        p.whole(
-            format!("encoder.{conv}.weight"),
-            format!("{ct2}/weight"),
-            &[d, n_in, 3],
-            Store::F16,
-        )?;
-        // whisper.cpp adds the conv bias as a [1, n] tensor.
-        p.check(&format!("{ct2}/bias"), &[d])?;
-        p.plan.push(Planned {
-            name: format!("encoder.{conv}.bias"),
-            from: Origin::Var(format!("{ct2}/bias")),
-            ne: vec![1, d],
-            store: Store::F32,
-        });
-    }
+    p.encoder_front(hp, "encoder/position_encodings/encodings", |conv, part| {
+        format!("encoder/{conv}/{part}")
+    })?;
     for i in 0..hp.n_audio_layer {
         let (blk, layer) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
         p.self_attention(&blk, &layer)?;
