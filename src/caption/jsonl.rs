@@ -13,8 +13,9 @@ use super::{Caption, CaptionWriter};
 use crate::Result;
 
 /// Writes one JSON object per caption: `type` (always `"final"`), `segment` (the id
-/// of the final it came from, [`Caption::segment`], else the caption's index), `text` (its lines joined by [`Caption::text`]), `start_ms` and
-/// `end_ms`, in that order, with non-ASCII text as UTF-8.
+/// of the final it came from, [`Caption::segment`], else the caption's index), `text` (its lines joined by [`Caption::text`]), `start_ms`,
+/// `end_ms` and `speaker` when the caption has one ([`Caption::speaker`]), in that
+/// order, with non-ASCII text as UTF-8.
 #[derive(Debug)]
 pub struct JsonlWriter<W> {
     out: W,
@@ -29,6 +30,8 @@ struct Final<'a> {
     text: &'a str,
     start_ms: u64,
     end_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speaker: Option<&'a str>,
 }
 
 impl<W: Write> JsonlWriter<W> {
@@ -53,6 +56,7 @@ impl<W: Write> CaptionWriter for JsonlWriter<W> {
             text: &text,
             start_ms: caption.start_ms,
             end_ms: caption.end_ms,
+            speaker: caption.speaker.as_deref(),
         };
         let mut line = serde_json::to_vec(&event).map_err(io::Error::from)?;
         line.push(b'\n');
@@ -80,14 +84,23 @@ mod tests {
                 start_ms: 1000,
                 end_ms: 3500,
                 lines: vec!["我哋聽日用 Zoom 開會，".into(), "記得 \"send\"\n".into()],
+                speaker: None,
             },
-            Caption { segment: None, index: 2, start_ms: 3500, end_ms: 4500, lines: vec![] },
+            Caption {
+                segment: None,
+                index: 2,
+                start_ms: 3500,
+                end_ms: 4500,
+                lines: vec![],
+                speaker: None,
+            },
             Caption {
                 segment: Some(41),
                 index: 3,
                 start_ms: 4500,
                 end_ms: 5000,
                 lines: vec!["x".into()],
+                speaker: None,
             },
         ];
         super::super::write_all(&mut writer, &captions).unwrap();

@@ -77,6 +77,10 @@ pub struct Caption {
     pub end_ms: u64,
     /// The lines shown, top first; never empty strings when made by [`layout`].
     pub lines: Vec<String>,
+    /// Who spoke it, in a room with named participants ([`layout_speakers`]);
+    /// writers label it (WebVTT `<v Name>`, SRT and text `Name: `, JSON lines
+    /// `"speaker"`).
+    pub speaker: Option<String>,
 }
 
 impl Caption {
@@ -135,6 +139,43 @@ pub fn layout_finals(finals: &[(u64, Segment)], opts: &LayoutOptions) -> Vec<Cap
     layout_with_ids(&segments, Some(&ids), opts)
 }
 
+/// [`layout_finals`] of a room's finals, each with its speaker: finals are put in
+/// time order (by start; those of one moment keep their order), and a caption never
+/// joins two speakers' words; each carries its speaker in [`Caption::speaker`].
+/// Captions of different speakers may overlap in time, as their speech did.
+///
+/// ```
+/// use cantocap::caption::{layout_speakers, LayoutOptions};
+/// use cantocap::Segment;
+///
+/// let finals = [
+///     (2, Some("Bob".to_string()), Segment::new(2_500, 4_000, "Sounds good.")),
+///     (1, Some("Ann".to_string()), Segment::new(0, 2_000, "Shall we start?")),
+/// ];
+/// let captions = layout_speakers(&finals, &LayoutOptions::default());
+/// assert_eq!(captions[0].speaker.as_deref(), Some("Ann"));
+/// assert_eq!(captions[1].speaker.as_deref(), Some("Bob"));
+/// assert_eq!((captions[1].index, captions[1].segment), (2, Some(2)));
+/// ```
+pub fn layout_speakers(
+    finals: &[(u64, Option<String>, Segment)],
+    opts: &LayoutOptions,
+) -> Vec<Caption> {
+    let mut order: Vec<&(u64, Option<String>, Segment)> = finals.iter().collect();
+    order.sort_by_key(|(_, _, s)| s.start_ms);
+    let mut captions = Vec::new();
+    for run in order.chunk_by(|a, b| a.1 == b.1) {
+        let speaker = &run[0].1;
+        let run: Vec<(u64, Segment)> = run.iter().map(|(id, _, s)| (*id, s.clone())).collect();
+        for mut caption in layout_finals(&run, opts) {
+            caption.index = captions.len() + 1;
+            caption.speaker.clone_from(speaker);
+            captions.push(caption);
+        }
+    }
+    captions
+}
+
 fn layout_with_ids(
     segments: &[Segment],
     ids: Option<&[u64]>,
@@ -157,6 +198,7 @@ fn layout_with_ids(
             start_ms: atoms[from].start_ms,
             end_ms: atoms[to - 1].end_ms,
             lines,
+            speaker: None,
         });
         from = to;
     }
@@ -986,7 +1028,8 @@ mod tests {
                 index: 1,
                 start_ms: 500,
                 end_ms: 2500,
-                lines: vec!["我哋今日去飲茶。".into()]
+                lines: vec!["我哋今日去飲茶。".into()],
+                speaker: None,
             }]
         );
     }
@@ -1216,6 +1259,7 @@ mod tests {
             start_ms: 0,
             end_ms: 1,
             lines: lines.iter().map(|s| s.to_string()).collect(),
+            speaker: None,
         };
         assert_eq!(c(&["我哋今日", "去飲茶"]).text(), "我哋今日去飲茶");
         assert_eq!(c(&["send", "email"]).text(), "send email");

@@ -29,7 +29,7 @@ mod vtt;
 mod writer;
 
 pub use jsonl::JsonlWriter;
-pub use layout::{display_width, layout, layout_finals, Caption, LayoutOptions};
+pub use layout::{display_width, layout, layout_finals, layout_speakers, Caption, LayoutOptions};
 pub use srt::{format_srt_time, parse_srt, SrtWriter};
 pub use txt::TxtWriter;
 pub use vtt::{

@@ -51,7 +51,10 @@ impl<W: Write> CaptionWriter for SrtWriter<W> {
             format_srt_time(caption.start_ms),
             format_srt_time(caption.end_ms)
         );
-        for line in lines {
+        for (i, line) in lines.iter().enumerate() {
+            if let (0, Some(speaker)) = (i, &caption.speaker) {
+                cue.push_str(&format!("{speaker}: "));
+            }
             cue.push_str(&line.replace("-->", "->"));
             cue.push('\n');
         }
@@ -207,7 +210,14 @@ pub fn parse_srt(text: &str) -> Result<Vec<Caption>> {
         if text_lines.is_empty() {
             return Err(bad(n, format!("caption {index} has no text")));
         }
-        captions.push(Caption { segment: None, index, start_ms, end_ms, lines: text_lines });
+        captions.push(Caption {
+            segment: None,
+            index,
+            start_ms,
+            end_ms,
+            lines: text_lines,
+            speaker: None,
+        });
     }
     Ok(captions)
 }
@@ -223,6 +233,7 @@ mod tests {
             start_ms,
             end_ms,
             lines: lines.iter().map(|s| s.to_string()).collect(),
+            speaker: None,
         }
     }
 

@@ -34,6 +34,9 @@ impl<W: Write> CaptionWriter for TxtWriter<W> {
         if line.trim().is_empty() {
             return Ok(());
         }
+        if let Some(speaker) = &caption.speaker {
+            line = format!("{speaker}: {line}");
+        }
         line.push('\n');
         self.out.write_all(line.as_bytes())?;
         self.out.flush()?;
@@ -63,6 +66,7 @@ mod tests {
                 start_ms: 0,
                 end_ms: 1000,
                 lines: vec!["我哋聽日用".into(), "Zoom 開會".into()],
+                speaker: None,
             },
             Caption {
                 segment: None,
@@ -70,6 +74,7 @@ mod tests {
                 start_ms: 1000,
                 end_ms: 2000,
                 lines: vec![" ".into()],
+                speaker: None,
             },
             Caption {
                 segment: None,
@@ -77,6 +82,7 @@ mod tests {
                 start_ms: 2000,
                 end_ms: 3000,
                 lines: vec!["a\nb".into()],
+                speaker: None,
             },
         ];
         super::super::write_all(&mut writer, &captions).unwrap();

@@ -65,8 +65,12 @@ impl<W: Write> CaptionWriter for VttWriter<W> {
             format_vtt_time(caption.start_ms),
             format_vtt_time(caption.end_ms)
         );
-        for line in lines {
-            cue.push_str(&escape(&line));
+        for (i, line) in lines.iter().enumerate() {
+            // A voice span on the first line names the speaker for the whole cue.
+            if let (0, Some(speaker)) = (i, &caption.speaker) {
+                cue.push_str(&format!("<v {}>", escape(speaker)));
+            }
+            cue.push_str(&escape(line));
             cue.push('\n');
         }
         cue.push('\n');
@@ -224,7 +228,14 @@ pub fn parse_vtt(text: &str) -> Result<Vec<Caption>> {
         if text_lines.is_empty() {
             return Err(bad(n, format!("cue {index} has no text")));
         }
-        captions.push(Caption { segment: None, index, start_ms, end_ms, lines: text_lines });
+        captions.push(Caption {
+            segment: None,
+            index,
+            start_ms,
+            end_ms,
+            lines: text_lines,
+            speaker: None,
+        });
     }
     Ok(captions)
 }
@@ -241,6 +252,7 @@ mod tests {
             start_ms,
             end_ms,
             lines: lines.iter().map(|s| s.to_string()).collect(),
+            speaker: None,
         }
     }
 

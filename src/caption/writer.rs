@@ -214,6 +214,7 @@ mod tests {
                 start_ms: 0,
                 end_ms: 1000,
                 lines: vec!["好".into()],
+                speaker: None,
             };
             write_all(writer.as_mut(), &[caption]).unwrap();
         }
@@ -227,6 +228,7 @@ mod tests {
             start_ms: 2000,
             end_ms: 1000,
             lines: vec!["好".into()],
+            speaker: None,
         };
         for format in [CaptionFormat::Srt, CaptionFormat::Vtt] {
             let err = writer_for(format, Vec::new()).write_caption(&caption).unwrap_err();

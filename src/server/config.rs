@@ -22,9 +22,13 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Concurrent ingest sessions; more are refused (1013), not queued. A
-    /// connection counts once its `start` is accepted. Default 8.
+    /// Concurrent ingest connections in all rooms together (each participant of a
+    /// room is one); more are refused (1013), not queued. A connection counts once
+    /// its `start` is accepted. Default 8.
     pub max_sessions: usize,
+    /// Concurrent ingest connections (participants, each with its own engine) in
+    /// one room; more are refused (1013 `room_full`). Default 16.
+    pub max_speakers_per_room: usize,
     /// Ingest connections that have not sent `start` yet, counted apart from
     /// `max_sessions` (so idle sockets cannot lock sessions out); more are refused
     /// (1013). Default 32.
@@ -85,6 +89,7 @@ impl Default for Limits {
         let threads = TranscribeOptions::default().threads.max(1);
         Self {
             max_sessions: 8,
+            max_speakers_per_room: 16,
             max_unstarted_ingests: 32,
             max_unstarted_per_address: 4,
             max_frame_bytes: 131_072,

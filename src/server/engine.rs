@@ -52,12 +52,14 @@ pub(crate) struct Job {
 /// by the engine thread, read by the [`SessionSink`].
 type Arrivals = Arc<std::sync::Mutex<VecDeque<(u64, Instant)>>>;
 
-/// The server's session sink: each event is published to the session (journaled,
-/// then broadcast to its viewers, who convert it once per script), counted in the
-/// metrics and echoed to the ingest client (sharing the viewers' conversions).
+/// The server's session sink: each event is published to the session (numbered by
+/// the room, journaled, then broadcast to its viewers, who convert it once per
+/// script), counted in the metrics, echoed to the ingest client (sharing the
+/// viewers' conversions) and, for finals, offered to the webhooks.
 struct SessionSink {
     hub: Arc<Hub>,
     session: Arc<Session>,
+    speaker: Option<Arc<str>>,
     out: mpsc::UnboundedSender<Out>,
     arrivals: Arrivals,
     /// Where this connection's stream time starts in the session's.
@@ -83,27 +85,16 @@ impl CaptionSink for SessionSink {
         }
         let (CaptionEvent::Partial { lag_ms, .. } | CaptionEvent::Final { lag_ms, .. }) = event;
         metrics.decode_lag.observe_ms(*lag_ms);
-        let (published, journaled) = self.session.publish(event.clone());
+        let (published, journaled) = self.session.publish(event.clone(), self.speaker.as_ref());
         if let Err(e) = journaled {
             self.hub.log(format_args!("session {}: journal: {e}", self.session.id));
             let _ = self
                 .out
                 .send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
         }
+        // Each webhook converts to its own script and signs.
+        self.hub.webhooks.on_final(&self.session.id, &published.event, published.speaker());
         let _ = self.out.send(Out::Event(published));
-        Ok(())
-    }
-}
-
-/// Finals to the webhooks (each converts to its own script and signs).
-struct WebhookSink {
-    hub: Arc<Hub>,
-    session: String,
-}
-
-impl CaptionSink for WebhookSink {
-    fn event(&mut self, event: &CaptionEvent) -> crate::Result<()> {
-        self.hub.webhooks.on_final(&self.session, event);
         Ok(())
     }
 }
@@ -142,14 +133,13 @@ impl Job {
         let sink = SessionSink {
             hub: Arc::clone(&self.hub),
             session: Arc::clone(&self.session),
+            speaker: self.start.speaker.as_deref().map(Arc::from),
             out: self.out.clone(),
             arrivals: Arc::clone(arrivals),
             time_offset_ms: c.time_offset_ms,
         };
         // Raw: viewers and the echo convert per script, once per event (`Published`).
         pipeline.add_sink(sink).expect("the raw script needs no dictionaries");
-        let webhooks = WebhookSink { hub: Arc::clone(&self.hub), session: self.session.id.clone() };
-        pipeline.add_sink(webhooks).expect("the raw script needs no dictionaries");
         Some(pipeline)
     }
 
@@ -181,7 +171,7 @@ impl Job {
     pub(crate) fn run(self) -> (u64, u64) {
         let arrivals = Arrivals::default();
         let Some(mut pipeline) = self.pipeline(&arrivals) else {
-            self.session.end_ingest(self.continuation.time_offset_ms);
+            self.session.end_ingest(self.speaker(), self.continuation.time_offset_ms);
             return (0, 0);
         };
         let _ = self.out.send(Out::Text(self.ready(&pipeline)));
@@ -224,8 +214,8 @@ impl Job {
         self.count_redactions(summary.redactions - before);
         let pushed_ms = summary.stats.as_ref().unwrap_or(&stats).pushed_ms;
         let end_ms = self.continuation.time_offset_ms + pushed_ms;
-        self.session.end_ingest(end_ms);
-        self.hub.webhooks.on_session_closed(id, self.session.finals().len(), end_ms);
+        self.session.end_ingest(self.speaker(), end_ms);
+        self.hub.webhooks.on_session_closed(id, self.session.final_count(), end_ms);
         self.hub.log(format_args!(
             "session {id}: ingest ended after {:.1} s of audio; redacted {}",
             pushed_ms as f64 / 1000.0,
@@ -252,6 +242,11 @@ impl Job {
             }
         }
         (!audio.is_empty() || finishing).then_some((audio, finishing))
+    }
+
+    /// The participant's key in the room (`""` when the ingest named none).
+    fn speaker(&self) -> &str {
+        self.start.speaker.as_deref().unwrap_or("")
     }
 
     fn count_redactions(&self, redacted: RedactionCounts) {

@@ -1,7 +1,8 @@
 //! Per-session journals: every final, as a JSON line, written as it is emitted.
 //!
 //! `DATA_DIR/SESSION.jsonl` holds one `{"type":"final",…}` object per line, in the
-//! raw script (viewers get theirs converted). Each line is written with a single
+//! raw script (viewers get theirs converted), with `"speaker"` last when the ingest
+//! named its participant. Each line is written with a single
 //! `write` call and flushed to the operating system at once, so a crash or kill of
 //! the server loses no final that a viewer could have seen. A line cut short by a
 //! power loss is skipped on reading and fenced off by a newline before appending.
@@ -10,8 +11,33 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::asr::CaptionEvent;
 use crate::{Error, Result};
+
+/// A final as written: the event's fields, then `speaker` when there is one (the
+/// form viewers and webhooks get too).
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// The caption event.
+    #[serde(flatten)]
+    pub event: CaptionEvent,
+    /// The participant who spoke it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<&'a str>,
+}
+
+/// A final as read back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Spoken {
+    /// The caption event.
+    #[serde(flatten)]
+    pub event: CaptionEvent,
+    /// The participant who spoke it.
+    #[serde(default)]
+    pub speaker: Option<String>,
+}
 
 /// An open journal, appending.
 #[derive(Debug)]
@@ -27,7 +53,7 @@ pub fn path_for(dir: &Path, session: &str) -> PathBuf {
 
 /// Read the finals of a journal; a missing file has none. Lines that do not parse
 /// (a torn last line) are skipped.
-pub fn read(path: &Path) -> Result<Vec<CaptionEvent>> {
+pub fn read(path: &Path) -> Result<Vec<Spoken>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -36,9 +62,9 @@ pub fn read(path: &Path) -> Result<Vec<CaptionEvent>> {
     let mut finals = Vec::new();
     for line in BufReader::new(file).lines() {
         let line = line.map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        if let Ok(event @ CaptionEvent::Final { .. }) = serde_json::from_str::<CaptionEvent>(&line)
-        {
-            finals.push(event);
+        match serde_json::from_str::<Spoken>(&line) {
+            Ok(spoken) if spoken.event.is_final() => finals.push(spoken),
+            _ => {}
         }
     }
     Ok(finals)
@@ -66,9 +92,11 @@ impl Journal {
         Ok(Self { path, file })
     }
 
-    /// Append a final and hand it to the operating system before returning.
-    pub fn append(&mut self, event: &CaptionEvent) -> Result<()> {
-        let mut line = serde_json::to_vec(event).map_err(|e| Error::Write(e.into()))?;
+    /// Append a final (spoken by `speaker`) and hand it to the operating system
+    /// before returning.
+    pub fn append(&mut self, event: &CaptionEvent, speaker: Option<&str>) -> Result<()> {
+        let entry = Entry { event: event.clone(), speaker };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| Error::Write(e.into()))?;
         line.push(b'\n');
         self.file
             .write_all(&line)
@@ -102,7 +130,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cantocap-journal-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut j = Journal::open(&dir, "s1").unwrap();
-        j.append(&final_(1, "一")).unwrap();
+        j.append(&final_(1, "一"), None).unwrap();
         drop(j);
         // A crash mid-write leaves half a line.
         let path = path_for(&dir, "s1");
@@ -110,10 +138,17 @@ mod tests {
         f.write_all(br#"{"type":"final","segm"#).unwrap();
         drop(f);
         let mut j = Journal::open(&dir, "s1").unwrap();
-        j.append(&final_(2, "二")).unwrap();
+        j.append(&final_(2, "二"), Some("陳大文")).unwrap();
         j.sync().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with(",\"speaker\":\"陳大文\"}\n"), "{text}");
         let finals = read(&path).unwrap();
-        assert_eq!(finals, [final_(1, "一"), final_(2, "二")]);
+        let spoken =
+            |event, speaker: Option<&str>| Spoken { event, speaker: speaker.map(Into::into) };
+        assert_eq!(
+            finals,
+            [spoken(final_(1, "一"), None), spoken(final_(2, "二"), Some("陳大文"))]
+        );
         assert!(read(&dir.join("none.jsonl")).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }

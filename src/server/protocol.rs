@@ -72,7 +72,10 @@ pub struct Start {
     /// Whisper language code for this session (default: the server's).
     #[serde(default)]
     pub language: Option<String>,
-    /// Who is speaking (a label passed through to `ready`; not interpreted).
+    /// The participant speaking on this connection: a room (session) takes one
+    /// ingest per speaker, each with its own engine, and every event, journal line
+    /// and transcript line carries it. 1–64 characters, no control characters or
+    /// `<>`; see [`check_speaker`].
     #[serde(default)]
     pub speaker: Option<String>,
     /// Script of the caption events sent back to the ingest client (default raw).
@@ -265,11 +268,40 @@ pub fn check_start(start: &Start) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest speaker label, in characters.
+pub const MAX_SPEAKER_CHARS: usize = 64;
+
+/// Check a `start` message's speaker label: 1–[`MAX_SPEAKER_CHARS`] characters, not
+/// only spaces, without control characters or `<`, `>` (it is written into WebVTT
+/// voice tags and SRT lines as it is).
+pub fn check_speaker(speaker: Option<&str>) -> Result<(), String> {
+    let Some(speaker) = speaker else { return Ok(()) };
+    let chars = speaker.chars().count();
+    if speaker.trim().is_empty() || chars > MAX_SPEAKER_CHARS {
+        return Err(format!(
+            "speaker must be 1-{MAX_SPEAKER_CHARS} characters, not only spaces (got {chars})"
+        ));
+    }
+    if let Some(c) = speaker.chars().find(|c| c.is_control() || matches!(c, '<' | '>')) {
+        return Err(format!("speaker may not contain {c:?}"));
+    }
+    Ok(())
+}
+
 pub use crate::privacy::retention::valid_session_id;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speaker_labels_are_checked() {
+        assert!(check_speaker(None).is_ok());
+        assert!(check_speaker(Some("陳大文 (Chair)")).is_ok());
+        for bad in ["", "  ", "a\nb", "<b>x</b>", &"x".repeat(65)] {
+            assert!(check_speaker(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn start_parses_with_and_without_options() {

@@ -41,27 +41,41 @@ fn script_index(script: Script) -> usize {
     Script::ALL.iter().position(|&s| s == script).unwrap_or(3)
 }
 
-/// A caption event as published: the raw event, and its JSON per script, made on
-/// first use.
+/// A caption event as published: the raw event with the room's segment id, who
+/// spoke it, and its JSON per script, made on first use.
 pub(crate) struct Published {
     pub(crate) event: CaptionEvent,
+    /// The participant, as the ingest's `start` named it.
+    pub(crate) speaker: Option<Arc<str>>,
     json: [OnceLock<Utf8Bytes>; 4],
 }
 
 impl Published {
+    #[cfg(test)]
     pub(crate) fn new(event: CaptionEvent) -> Arc<Self> {
-        Arc::new(Self { event, json: Default::default() })
+        Self::spoken(event, None)
     }
 
-    /// The event as JSON text in `script` (converted at most once per script).
+    pub(crate) fn spoken(event: CaptionEvent, speaker: Option<Arc<str>>) -> Arc<Self> {
+        Arc::new(Self { event, speaker, json: Default::default() })
+    }
+
+    /// The event as JSON text in `script` (converted at most once per script), with
+    /// `speaker` last when there is one.
     pub(crate) fn json(&self, script: Script, converters: &Converters) -> Utf8Bytes {
         self.json[script_index(script)]
             .get_or_init(|| {
                 let mut event = self.event.clone();
                 *event.text_mut() = converters.get(script).caption(self.event.text());
-                Utf8Bytes::from(serde_json::to_string(&event).unwrap_or_default())
+                let entry = journal::Entry { event, speaker: self.speaker.as_deref() };
+                Utf8Bytes::from(serde_json::to_string(&entry).unwrap_or_default())
             })
             .clone()
+    }
+
+    /// The speaker as a plain string.
+    pub(crate) fn speaker(&self) -> Option<&str> {
+        self.speaker.as_deref()
     }
 
     pub(crate) fn segment(&self) -> u64 {
@@ -79,10 +93,18 @@ impl Published {
 
 struct State {
     finals: Vec<Arc<Published>>,
+    /// The room's last segment id (the last final's).
+    last_segment: u64,
     journal: Option<Journal>,
-    ingesting: bool,
-    /// Stream time where the next ingest connection's audio starts.
+    /// The participants whose ingest connections feed the room now (`""` for an
+    /// ingest that named no speaker).
+    ingesting: std::collections::HashSet<String>,
+    /// Room time where the next ingest connection's audio starts, when none is
+    /// running: the end of the last one.
     time_offset_ms: u64,
+    /// While ingests run, the room's clock: room time `base_ms` at `since`. A
+    /// participant who joins then starts at the room time of the moment.
+    clock: Option<(Instant, u64)>,
     /// Items redacted from this session's finals since the server started.
     redactions: RedactionCounts,
 }
@@ -90,10 +112,21 @@ struct State {
 /// Where the next ingest connection of a session continues.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Continuation {
-    /// Added to the new engine's segment ids (the last id so far).
+    /// Added to the new engine's segment ids (the last id so far). With several
+    /// speakers the room renumbers finals as they are published ([`Session::publish`]).
     pub(crate) segment_offset: u64,
-    /// Added to the new engine's times.
+    /// Added to the new engine's times: the room time when it joins.
     pub(crate) time_offset_ms: u64,
+}
+
+/// The answer to an ingest asking to join a room.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    Joined(Continuation),
+    /// The participant already has an ingest connection.
+    Busy,
+    /// The room has its `max_speakers_per_room` ingests.
+    Full(usize),
 }
 
 /// A caption session.
@@ -108,16 +141,22 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    fn new(id: &str, finals: Vec<CaptionEvent>, capacity: usize) -> Self {
-        let time_offset_ms = finals.iter().map(|f| f.span().1).max().unwrap_or(0);
+    fn new(id: &str, finals: Vec<journal::Spoken>, capacity: usize) -> Self {
+        let time_offset_ms = finals.iter().map(|f| f.event.span().1).max().unwrap_or(0);
+        let last_segment = finals.iter().map(|f| f.event.segment()).max().unwrap_or(0);
         Self {
             id: id.to_string(),
             tx: broadcast::channel(capacity.max(1)).0,
             state: Mutex::new(State {
-                finals: finals.into_iter().map(Published::new).collect(),
+                finals: finals
+                    .into_iter()
+                    .map(|f| Published::spoken(f.event, f.speaker.map(Arc::from)))
+                    .collect(),
+                last_segment,
                 journal: None,
-                ingesting: false,
+                ingesting: Default::default(),
                 time_offset_ms,
+                clock: None,
                 redactions: RedactionCounts::default(),
             }),
             viewers: Default::default(),
@@ -133,39 +172,71 @@ impl Session {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Claim the session for an ingest connection; `None` if one already feeds it.
-    pub(crate) fn begin_ingest(&self, data_dir: Option<&Path>) -> Result<Option<Continuation>> {
+    /// Let participant `speaker` (`""` for none named) join the room with an ingest
+    /// connection, unless it already has one or the room has `max_speakers` of them.
+    pub(crate) fn begin_ingest(
+        &self,
+        data_dir: Option<&Path>,
+        speaker: &str,
+        max_speakers: usize,
+    ) -> Result<Claim> {
         let mut state = self.lock();
-        if state.ingesting {
-            return Ok(None);
+        if state.ingesting.contains(speaker) {
+            return Ok(Claim::Busy);
+        }
+        if state.ingesting.len() >= max_speakers.max(1) {
+            return Ok(Claim::Full(max_speakers.max(1)));
         }
         if let (Some(dir), None) = (data_dir, &state.journal) {
             state.journal = Some(Journal::open(dir, &self.id)?);
         }
-        state.ingesting = true;
-        let segment_offset = state.finals.last().map_or(0, |f| f.segment());
-        Ok(Some(Continuation { segment_offset, time_offset_ms: state.time_offset_ms }))
+        state.ingesting.insert(speaker.to_string());
+        let time_offset_ms = match state.clock {
+            Some((since, base_ms)) => base_ms + since.elapsed().as_millis() as u64,
+            None => {
+                state.clock = Some((Instant::now(), state.time_offset_ms));
+                state.time_offset_ms
+            }
+        };
+        Ok(Claim::Joined(Continuation { segment_offset: state.last_segment, time_offset_ms }))
     }
 
-    /// The ingest connection ended after `end_ms` of stream time.
-    pub(crate) fn end_ingest(&self, end_ms: u64) {
+    /// Participant `speaker`'s ingest connection ended at room time `end_ms`.
+    pub(crate) fn end_ingest(&self, speaker: &str, end_ms: u64) {
         let mut state = self.lock();
-        state.ingesting = false;
+        state.ingesting.remove(speaker);
         state.time_offset_ms = state.time_offset_ms.max(end_ms);
+        if state.ingesting.is_empty() {
+            state.clock = None;
+        }
         if let Some(journal) = &state.journal {
             let _ = journal.sync();
         }
     }
 
-    /// Journal (finals) and broadcast an event. The broadcast happens even if the
-    /// journal fails, whose error is returned.
-    pub(crate) fn publish(&self, event: CaptionEvent) -> (Arc<Published>, Result<()>) {
-        let published = Published::new(event);
+    /// Journal (finals) and broadcast an event of `speaker`'s engine. The room
+    /// numbers it: a final takes the next segment id, so ids stay unique and
+    /// increasing however many engines feed the room; a partial carries the id it
+    /// would take if it were committed now (with one speaker, the id it will take).
+    /// The broadcast happens even if the journal fails, whose error is returned.
+    pub(crate) fn publish(
+        &self,
+        mut event: CaptionEvent,
+        speaker: Option<&Arc<str>>,
+    ) -> (Arc<Published>, Result<()>) {
         let mut state = self.lock();
+        let id = state.last_segment + 1;
+        match &mut event {
+            CaptionEvent::Final { segment, .. } | CaptionEvent::Partial { segment, .. } => {
+                *segment = id
+            }
+        }
+        let published = Published::spoken(event, speaker.cloned());
         let mut result = Ok(());
         if published.event.is_final() {
+            state.last_segment = id;
             if let Some(journal) = &mut state.journal {
-                result = journal.append(&published.event);
+                result = journal.append(&published.event, published.speaker());
             }
             state.finals.push(Arc::clone(&published));
         }
@@ -207,12 +278,17 @@ impl Session {
 
     /// Whether an ingest connection feeds the session now.
     pub(crate) fn is_ingesting(&self) -> bool {
-        self.lock().ingesting
+        !self.lock().ingesting.is_empty()
     }
 
-    /// Every final so far.
-    pub(crate) fn finals(&self) -> Vec<CaptionEvent> {
-        self.lock().finals.iter().map(|f| f.event.clone()).collect()
+    /// Every final so far, in the order they were published.
+    pub(crate) fn finals(&self) -> Vec<Arc<Published>> {
+        self.lock().finals.clone()
+    }
+
+    /// How many finals the room has.
+    pub(crate) fn final_count(&self) -> usize {
+        self.lock().finals.len()
     }
 }
 
@@ -310,14 +386,14 @@ impl Registry {
     /// Whether the session has an active ingest connection.
     pub(crate) fn is_ingesting(&self, id: &str) -> bool {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.get(id).is_some_and(|s| s.lock().ingesting)
+        sessions.get(id).is_some_and(|s| s.is_ingesting())
     }
 
     /// Forget these sessions (their files were purged), except any being ingested.
     pub(crate) fn forget<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
-            if sessions.get(id).is_some_and(|s| !s.lock().ingesting) {
+            if sessions.get(id).is_some_and(|s| !s.is_ingesting()) {
                 sessions.remove(id);
             }
         }
@@ -391,11 +467,11 @@ mod tests {
 
     #[test]
     fn backlog_and_lag_recovery_never_repeat_or_miss_finals() {
-        let s = Session::new("s", vec![final_(1, "a"), final_(2, "b")], 4);
+        let s = Session::new("s", vec![spoken(1, "a"), spoken(2, "b")], 4);
         let (mut rx, backlog) = s.subscribe(1);
         assert_eq!(backlog.iter().map(|f| f.segment()).collect::<Vec<_>>(), [2]);
         for i in 3..=10 {
-            s.publish(final_(i, "x")).1.unwrap();
+            s.publish(final_(i, "x"), None).1.unwrap();
         }
         assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
         let resent: Vec<_> = s.finals_after(2).iter().map(|f| f.segment()).collect();
@@ -410,9 +486,9 @@ mod tests {
         let t0 = Instant::now();
         let registry = Registry::new(4);
         let held = registry.get("a", data, true).unwrap().unwrap();
-        held.begin_ingest(data).unwrap().unwrap();
-        held.publish(final_(1, "kept")).1.unwrap();
-        held.end_ingest(10);
+        assert!(matches!(held.begin_ingest(data, "", 4).unwrap(), Claim::Joined(_)));
+        held.publish(final_(1, "kept"), None).1.unwrap();
+        held.end_ingest("", 10);
         // "b" is created, then let go; "a" is still held (an ingest, a viewer).
         registry.get("b", data, true).unwrap().unwrap();
         // Held, "a" stays however long.
@@ -429,21 +505,76 @@ mod tests {
         assert_eq!(registry.len(), 0);
         // The finals come back from the journal, and the session continues after them.
         let again = registry.get("a", data, false).unwrap().unwrap();
-        assert_eq!(again.finals(), [final_(1, "kept")]);
-        assert_eq!(again.begin_ingest(data).unwrap().unwrap().segment_offset, 1);
+        assert_eq!(events(&again), [final_(1, "kept")]);
+        let Claim::Joined(c) = again.begin_ingest(data, "", 4).unwrap() else { panic!() };
+        assert_eq!(c.segment_offset, 1);
         // Without a data dir an evicted session is gone.
         registry.get("m", None, true).unwrap().unwrap();
         registry.evict_idle(Duration::ZERO, t0);
         assert!(registry.get("m", None, false).unwrap().is_none());
     }
 
+    fn spoken(segment: u64, text: &str) -> journal::Spoken {
+        journal::Spoken { event: final_(segment, text), speaker: None }
+    }
+
+    fn events(s: &Session) -> Vec<CaptionEvent> {
+        s.finals().iter().map(|f| f.event.clone()).collect()
+    }
+
+    fn joined(claim: Claim) -> Continuation {
+        match claim {
+            Claim::Joined(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn one_ingest_at_a_time_and_continuation() {
-        let s = Session::new("s", vec![final_(7, "a")], 4);
-        let c = s.begin_ingest(None).unwrap().unwrap();
+    fn one_ingest_per_speaker_and_continuation() {
+        let s = Session::new("s", vec![spoken(7, "a")], 4);
+        let c = joined(s.begin_ingest(None, "", 4).unwrap());
         assert_eq!((c.segment_offset, c.time_offset_ms), (7, 10));
-        assert!(s.begin_ingest(None).unwrap().is_none());
-        s.end_ingest(5000);
-        assert_eq!(s.begin_ingest(None).unwrap().unwrap().time_offset_ms, 5000);
+        assert!(matches!(s.begin_ingest(None, "", 4).unwrap(), Claim::Busy));
+        s.end_ingest("", 5000);
+        assert_eq!(joined(s.begin_ingest(None, "", 4).unwrap()).time_offset_ms, 5000);
+    }
+
+    #[test]
+    fn a_room_numbers_every_speakers_finals_in_one_sequence() {
+        let s = Session::new("room", vec![spoken(3, "before")], 16);
+        let ann: Arc<str> = Arc::from("Ann");
+        let bob: Arc<str> = Arc::from("Bob");
+        joined(s.begin_ingest(None, "Ann", 2).unwrap());
+        // Bob joins while Ann talks: his stream starts at the room time of the moment.
+        std::thread::sleep(Duration::from_millis(30));
+        let c = joined(s.begin_ingest(None, "Bob", 2).unwrap());
+        assert!(c.time_offset_ms >= 10 + 30, "{c:?}");
+        assert!(matches!(s.begin_ingest(None, "Bob", 2).unwrap(), Claim::Busy));
+        assert!(matches!(s.begin_ingest(None, "Cy", 2).unwrap(), Claim::Full(2)));
+        let (mut rx, _) = s.subscribe(0);
+        // Each engine counts its own ids (both say 4); the room gives 4 and 5.
+        let partial = CaptionEvent::Partial {
+            segment: 4,
+            revision: 1,
+            text: "hel".into(),
+            start_ms: 0,
+            end_ms: 5,
+            emitted_ms: 0,
+            lag_ms: 0,
+        };
+        s.publish(partial, Some(&bob)).1.unwrap();
+        s.publish(final_(4, "hello"), Some(&ann)).1.unwrap();
+        s.publish(final_(4, "hi"), Some(&bob)).1.unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|p| (p.event.is_final(), p.segment(), p.speaker().map(str::to_string)))
+            .collect();
+        let who = |name: &str| Some(name.to_string());
+        assert_eq!(got, [(false, 4, who("Bob")), (true, 4, who("Ann")), (true, 5, who("Bob"))]);
+        let json = s.finals()[2].json(Script::Raw, &Converters::new().unwrap());
+        assert!(json.as_str().ends_with(r#""speaker":"Bob"}"#), "{}", json.as_str());
+        // A participant leaving frees the place; the room's clock runs until the last.
+        s.end_ingest("Ann", 100);
+        joined(s.begin_ingest(None, "Cy", 2).unwrap());
+        assert!(s.is_ingesting());
     }
 }

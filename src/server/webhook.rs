@@ -274,7 +274,7 @@ fn unix_now() -> u64 {
 /// What is waiting to be delivered.
 #[derive(Debug, Clone)]
 enum Payload {
-    Final { session: String, event: CaptionEvent },
+    Final { session: String, event: CaptionEvent, speaker: Option<String> },
     Closed { session: String, finals: usize, audio_ms: u64 },
 }
 
@@ -287,7 +287,7 @@ struct Delivery {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Body<'a> {
-    Final { session: &'a str, delivery: &'a str, event: &'a CaptionEvent },
+    Final { session: &'a str, delivery: &'a str, event: &'a super::journal::Entry<'a> },
     SessionClosed { session: &'a str, delivery: &'a str, finals: usize, audio_s: f64 },
 }
 
@@ -355,13 +355,14 @@ impl Webhooks {
 
     /// Queue a final of `session` for every webhook that wants finals; partials are
     /// ignored. Never waits: a full queue drops the delivery and counts it.
-    pub fn on_final(&self, session: &str, event: &CaptionEvent) {
+    pub fn on_final(&self, session: &str, event: &CaptionEvent, speaker: Option<&str>) {
         if !event.is_final() {
             return;
         }
         self.offer(WebhookEvent::Final, || Payload::Final {
             session: session.to_string(),
             event: event.clone(),
+            speaker: speaker.map(str::to_string),
         });
     }
 
@@ -596,9 +597,10 @@ impl Worker {
 
     fn body(&self, delivery: &Delivery) -> Vec<u8> {
         let body = match &delivery.payload {
-            Payload::Final { session, event } => {
+            Payload::Final { session, event, speaker } => {
                 let mut event = event.clone();
                 *event.text_mut() = self.converter.caption(event.text());
+                let event = super::journal::Entry { event, speaker: speaker.as_deref() };
                 serde_json::to_vec(&Body::Final { session, delivery: &delivery.id, event: &event })
             }
             Payload::Closed { session, finals, audio_ms } => {

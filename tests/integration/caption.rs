@@ -110,6 +110,7 @@ fn vtt_round_trips() {
         start_ms: 0,
         end_ms: 1000,
         lines: vec!["<b>A & B</b> --> C &amp;".into()],
+        speaker: None,
     }];
     let text = vtt(&odd);
     assert!(!text.lines().skip(4).any(|l| l.contains("-->") || l.contains('<')), "{text}");

@@ -22,6 +22,7 @@ mod privacy;
 mod quiet;
 mod redact;
 mod redaction_sinks;
+mod rooms;
 mod script;
 mod server;
 mod stream;

@@ -23,7 +23,7 @@ const ONE: &str = "Good morning everyone, and welcome to the weekly project meet
 const TWO: &str = "Please send your comments to the shared folder before Friday.";
 
 /// `chromium` on the PATH (or `$CHROMIUM`), failing loudly without it.
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROMIUM") {
         return PathBuf::from(path);
     }
@@ -167,7 +167,7 @@ impl Drop for Browser {
 
 /// Open `url` in a fresh browser and return its DOM once `done` holds (or the
 /// last one seen after 60 s).
-async fn page(url: &str, done: impl Fn(&str) -> bool) -> String {
+pub async fn page(url: &str, done: impl Fn(&str) -> bool) -> String {
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::open(url, profile.path()).await;
     browser.dom_until(done).await
@@ -187,9 +187,9 @@ fn shown_finals(dom: &str) -> Vec<String> {
         .collect()
 }
 
-/// The text of the partial's element.
+/// The partials shown (one element per speaker), as HTML.
 fn shown_partial(dom: &str) -> String {
-    let rest = dom.split(r#"<span id="partial" class="partial">"#).nth(1).expect("a partial span");
+    let rest = dom.split(r#"<span id="partials">"#).nth(1).expect("the partials' span");
     rest[..rest.find("</span>").unwrap()].to_string()
 }
 

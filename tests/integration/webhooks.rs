@@ -167,8 +167,8 @@ async fn finals_and_session_closed_arrive_signed_in_the_webhooks_script() {
         emitted_ms: 1,
         lag_ms: 0,
     };
-    hooks.on_final("room-1", &partial); // partials are not sent
-    hooks.on_final("room-1", &final_(1, "我們發佈了軟件"));
+    hooks.on_final("room-1", &partial, None); // partials are not sent
+    hooks.on_final("room-1", &final_(1, "我們發佈了軟件"), None);
     hooks.on_session_closed("room-1", 1, 2500);
 
     let first = recv(&mut rx).await;
@@ -211,8 +211,8 @@ async fn a_500_is_retried_with_the_same_delivery_id() {
     let (addr, mut rx) = receiver(|n| if n == 0 { 500 } else { 200 }).await;
     let counters = Arc::new(WebhookCounters::default());
     let hooks = Webhooks::start(&[hook(addr)], Arc::clone(&counters), false).unwrap();
-    hooks.on_final("s", &final_(1, "one"));
-    hooks.on_final("s", &final_(2, "two"));
+    hooks.on_final("s", &final_(1, "one"), None);
+    hooks.on_final("s", &final_(2, "two"), None);
 
     let failed = recv(&mut rx).await;
     let started = Instant::now();
@@ -260,13 +260,13 @@ async fn a_full_queue_drops_and_counts_without_blocking() {
     let counters = Arc::new(WebhookCounters::default());
     let config = WebhookConfig { queue: 1, timeout_secs: 60, ..hook(addr) };
     let hooks = Webhooks::start(&[config], Arc::clone(&counters), false).unwrap();
-    hooks.on_final("s", &final_(1, "first"));
+    hooks.on_final("s", &final_(1, "first"), None);
     // Wait until the worker holds the first delivery (its connection is open).
     let _stuck = tokio::time::timeout(WAIT, held.recv()).await.unwrap();
 
     let started = Instant::now();
     for i in 2..=21 {
-        hooks.on_final("s", &final_(i, "more"));
+        hooks.on_final("s", &final_(i, "more"), None);
     }
     assert!(
         started.elapsed() < Duration::from_secs(1),
@@ -284,7 +284,7 @@ async fn a_full_queue_drops_and_counts_without_blocking() {
     assert_eq!(counters.dropped.load(Relaxed), 21);
     assert_eq!((counters.ok.load(Relaxed), counters.queued.load(Relaxed)), (0, 0));
     // After shutdown nothing is queued any more, and that is counted.
-    hooks.on_final("s", &final_(30, "late"));
+    hooks.on_final("s", &final_(30, "late"), None);
     assert_eq!(counters.dropped.load(Relaxed), 22);
 }
 
@@ -324,7 +324,7 @@ async fn https_with_a_private_ca() {
     };
     let hooks = Webhooks::start(&[trusted], Arc::clone(&counters), false).unwrap();
     hooks.on_session_closed("s", 0, 0); // not subscribed
-    hooks.on_final("s", &final_(1, "secure"));
+    hooks.on_final("s", &final_(1, "secure"), None);
     let got = recv(&mut rx).await;
     assert_eq!(got.verified()["event"]["text"], "secure");
     assert!(until(Duration::from_secs(5), || counters.ok.load(Relaxed) == 1).await);

@@ -22,7 +22,7 @@ use super::viewers::{refuse, truncate};
 use crate::server::audit::{Client, Event};
 use crate::server::engine::{Input, Job, Out};
 use crate::server::protocol::{self, close, ClientMessage, ErrorCode, ErrorMessage, Start};
-use crate::server::session::{Continuation, Session};
+use crate::server::session::{Claim, Continuation, Session};
 use crate::server::{signalled, Hub};
 use crate::text::Script;
 
@@ -110,7 +110,8 @@ impl Drop for UnstartedPlace<'_> {
 /// Serve one ingest connection for session `id`.
 pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
     let Some((start, model, slot)) = admit(&mut ws, &hub, &id, &client).await else { return };
-    let Some((session, continuation)) = claim(&mut ws, &hub, &id).await else { return };
+    let speaker = start.speaker.as_deref().unwrap_or("");
+    let Some((session, continuation)) = claim(&mut ws, &hub, &id, speaker).await else { return };
     hub.metrics.sessions_total.fetch_add(1, Relaxed);
     hub.audit(client.entry(Event::SessionOpened).session(&id));
 
@@ -222,8 +223,12 @@ async fn read_start(ws: &mut Ws, start_secs: u64) -> Option<Result<Start, (Error
         Err(_) => Err((ErrorCode::BadStart, "no start message in time".to_string())),
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text) {
             Ok(ClientMessage::Start(start)) => protocol::check_start(&start)
-                .map(|()| start)
-                .map_err(|m| (ErrorCode::UnsupportedAudio, m)),
+                .map_err(|m| (ErrorCode::UnsupportedAudio, m))
+                .and_then(|()| {
+                    protocol::check_speaker(start.speaker.as_deref())
+                        .map_err(|m| (ErrorCode::BadStart, m))
+                })
+                .map(|()| start),
             Ok(ClientMessage::Stop) => Err((ErrorCode::BadStart, "stop before start".to_string())),
             Err(e) => Err(bad_start(&text, &e)),
         },
@@ -238,19 +243,33 @@ async fn read_start(ws: &mut Ws, start_secs: u64) -> Option<Result<Start, (Error
     })
 }
 
-/// Claim session `id` for this connection (one ingest at a time), with where its
-/// segment ids and times continue; `None` after refusing the socket.
-async fn claim(ws: &mut Ws, hub: &Arc<Hub>, id: &str) -> Option<(Arc<Session>, Continuation)> {
+/// Join room `id` as participant `speaker` (one ingest per participant), with
+/// where its segment ids and times continue; `None` after refusing the socket.
+async fn claim(
+    ws: &mut Ws,
+    hub: &Arc<Hub>,
+    id: &str,
+    speaker: &str,
+) -> Option<(Arc<Session>, Continuation)> {
     let data_dir = hub.config.data_dir.as_deref();
+    let max_speakers = hub.config.limits.max_speakers_per_room;
     let claimed = hub.session(id, true).await.and_then(|s| {
         let s = s.expect("created");
-        Ok(s.begin_ingest(data_dir)?.map(|c| (s, c)))
+        Ok((s.begin_ingest(data_dir, speaker, max_speakers)?, s))
     });
     match claimed {
-        Ok(Some(claimed)) => Some(claimed),
-        Ok(None) => {
-            let msg = format!("session {id} already has an ingest connection");
+        Ok((Claim::Joined(c), s)) => Some((s, c)),
+        Ok((Claim::Busy, _)) => {
+            let msg = match speaker {
+                "" => format!("session {id} already has an ingest connection without a speaker; name each participant with \"speaker\" in start"),
+                _ => format!("speaker {speaker:?} already has an ingest connection in session {id}"),
+            };
             refuse(ws, hub, ErrorCode::SessionBusy, &msg).await;
+            None
+        }
+        Ok((Claim::Full(n), _)) => {
+            let msg = format!("session {id} already has {n} speakers (max_speakers_per_room)");
+            refuse(ws, hub, ErrorCode::TooManySessions, &msg).await;
             None
         }
         Err(e) => {

@@ -176,17 +176,18 @@ async fn transcript(
         }
     };
     let converter = hub.converters.get(script);
-    // Laid out with the finals' ids: JSON lines carry the ids viewers and webhooks saw.
+    // Laid out with the finals' ids (JSON lines carry the ids viewers and webhooks
+    // saw) and speakers, in time order.
     let finals: Vec<_> = session
         .finals()
         .iter()
         .map(|f| {
-            let mut s = f.to_segment();
+            let mut s = f.event.to_segment();
             s.text = converter.caption(&s.text);
-            (f.segment(), s)
+            (f.segment(), f.speaker().map(str::to_string), s)
         })
         .collect();
-    let captions = caption::layout_finals(&finals, &LayoutOptions::default());
+    let captions = caption::layout_speakers(&finals, &LayoutOptions::default());
     let body = SharedBuf::default();
     let written = caption::write_all(caption::writer_for(format, body.clone()).as_mut(), &captions);
     let body = std::mem::take(&mut *body.0.lock().unwrap_or_else(|e| e.into_inner()));

@@ -9,6 +9,7 @@
 //! `viewer_write_secs`; the broadcast never waits for anyone, so viewers cannot slow
 //! ingest.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,7 +181,9 @@ struct Feed<'a> {
     script: Script,
     write_timeout: Duration,
     last_final: u64,
-    last_partial: (u64, u32),
+    /// The last partial sent, per speaker: each speaker of a room has a partial on
+    /// screen of its own.
+    last_partial: HashMap<Option<Arc<str>>, (u64, u32)>,
 }
 
 impl Feed<'_> {
@@ -189,7 +192,8 @@ impl Feed<'_> {
         let fresh = if p.event.is_final() {
             p.segment() > self.last_final
         } else {
-            p.segment() > self.last_final && p.version() > self.last_partial
+            p.segment() > self.last_final
+                && self.last_partial.get(&p.speaker).is_none_or(|&last| p.version() > last)
         };
         if !fresh {
             return true;
@@ -197,7 +201,7 @@ impl Feed<'_> {
         if p.event.is_final() {
             self.last_final = p.segment();
         } else {
-            self.last_partial = p.version();
+            self.last_partial.insert(p.speaker.clone(), p.version());
         }
         let text = p.json(self.script, &self.hub.converters);
         let sent = tokio::time::timeout(self.write_timeout, self.sink.send(Message::Text(text)));
@@ -238,8 +242,14 @@ async fn run(mut ws: Ws, hub: Arc<Hub>, session: Arc<Session>, script: Script, c
     });
     let (sink, mut stream) = ws.split();
     let write_timeout = Duration::from_secs(limits.viewer_write_secs.max(1));
-    let mut feed =
-        Feed { sink, hub: &hub, script, write_timeout, last_final: 0, last_partial: (0, 0) };
+    let mut feed = Feed {
+        sink,
+        hub: &hub,
+        script,
+        write_timeout,
+        last_final: 0,
+        last_partial: HashMap::new(),
+    };
     if feed.sink.send(Message::text(ready.to_string())).await.is_err()
         || !feed.send_all(backlog).await
     {
@@ -291,14 +301,17 @@ fn queued_after(
     }
 }
 
-/// Every final, in order, and only the last partial: the earlier ones would be
-/// replaced on screen before anyone could read them.
+/// Every final, in order, and only each speaker's last partial: the earlier ones
+/// would be replaced on screen before anyone could read them.
 fn without_stale_partials(mut queued: Vec<Arc<Published>>) -> Vec<Arc<Published>> {
-    let last_partial = queued.iter().rposition(|p| !p.event.is_final());
+    let mut last_partial = HashMap::new();
+    for (i, p) in queued.iter().enumerate().filter(|(_, p)| !p.event.is_final()) {
+        last_partial.insert(p.speaker.clone(), i);
+    }
     let mut i = 0;
     queued.retain(|p| {
         i += 1;
-        p.event.is_final() || Some(i - 1) == last_partial
+        p.event.is_final() || last_partial.get(&p.speaker) == Some(&(i - 1))
     });
     queued
 }
@@ -309,15 +322,23 @@ mod tests {
     use crate::asr::CaptionEvent;
 
     fn partial(segment: u64, revision: u32) -> Arc<Published> {
-        Published::new(CaptionEvent::Partial {
-            segment,
-            revision,
-            text: format!("{segment}.{revision}"),
-            start_ms: 0,
-            end_ms: 0,
-            emitted_ms: 0,
-            lag_ms: 0,
-        })
+        said(None, segment, revision)
+    }
+
+    fn said(speaker: Option<&str>, segment: u64, revision: u32) -> Arc<Published> {
+        let speaker = speaker.map(Arc::from);
+        Published::spoken(
+            CaptionEvent::Partial {
+                segment,
+                revision,
+                text: format!("{}{segment}.{revision}", speaker.as_deref().unwrap_or("")),
+                start_ms: 0,
+                end_ms: 0,
+                emitted_ms: 0,
+                lag_ms: 0,
+            },
+            speaker,
+        )
     }
 
     fn final_(segment: u64) -> Arc<Published> {
@@ -342,6 +363,11 @@ mod tests {
         let sent: Vec<_> =
             without_stale_partials(queued).iter().map(|p| p.event.text().to_string()).collect();
         assert_eq!(sent, ["3", "4.3"]);
+        // Each speaker keeps its newest partial.
+        let queued = vec![said(Some("A"), 5, 1), said(Some("B"), 5, 1), said(Some("A"), 5, 2)];
+        let sent: Vec<_> =
+            without_stale_partials(queued).iter().map(|p| p.event.text().to_string()).collect();
+        assert_eq!(sent, ["B5.1", "A5.2"]);
     }
 
     #[tokio::test]
