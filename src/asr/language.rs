@@ -97,6 +97,14 @@ impl LanguagePlan {
         &self.choices[self.choose_index(probs)]
     }
 
+    /// How likely choice `index` is by Whisper's language probabilities: the sum
+    /// over the tokens it counts (Cantonese counts `zh` too unless `zh` is listed).
+    pub fn score(&self, index: usize, probs: &[f32]) -> f32 {
+        self.choices
+            .get(index)
+            .map_or(0.0, |c| c.ids.iter().map(|&id| probs.get(id).copied().unwrap_or(0.0)).sum())
+    }
+
     /// [`choose`](Self::choose), as an index into [`choices`](Self::choices).
     pub fn choose_index(&self, probs: &[f32]) -> usize {
         let score = |c: &LanguageChoice| -> f32 {

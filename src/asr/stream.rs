@@ -132,9 +132,13 @@ pub struct StreamingTranscriber {
     /// it is settled (heard long enough, or text already committed in it).
     language: Option<usize>,
     language_settled: bool,
+    /// How sure the last detection was of `language` (`None`: not detected).
+    language_probability: Option<f32>,
     /// The language of the last commit: committed text is prompt and context only
     /// for an utterance in the same language.
     committed_language: Option<usize>,
+    /// How sure detection was of the committed language (1.0 when given).
+    committed_probability: f32,
     resampler: StreamResampler,
     vad: Vad,
     scratch: Vec<f32>,
@@ -190,7 +194,9 @@ impl StreamingTranscriber {
             plan,
             language: None,
             language_settled: false,
+            language_probability: None,
             committed_language: None,
+            committed_probability: 1.0,
             opts,
             scratch: Vec::with_capacity(WHISPER_SAMPLE_RATE as usize),
             buffer: Vec::with_capacity(WHISPER_SAMPLE_RATE as usize * 32),
@@ -210,6 +216,20 @@ impl StreamingTranscriber {
             partial_text: String::new(),
             stats: StreamStats::default(),
         })
+    }
+
+    /// Stream time (ms) where the uncommitted audio starts: no final still to come
+    /// starts before it.
+    pub fn pending_from_ms(&self) -> u64 {
+        self.buffer_start / SAMPLES_PER_MS
+    }
+
+    /// The language of the last committed text, as the user names it (`yue`, `en`),
+    /// with how sure detection was (1.0 when the language was given, not detected);
+    /// `None` before the first commit.
+    pub fn committed_language(&self) -> Option<(&str, f32)> {
+        let choice = &self.plan.choices[self.committed_language?];
+        Some((choice.code.as_str(), self.committed_probability))
     }
 
     /// The language plan in use (for telling the user about `zh` + prompt).
@@ -268,6 +288,7 @@ impl StreamingTranscriber {
             // word starting right now is not clipped.
             self.trim_to(self.pushed.saturating_sub(300 * SAMPLES_PER_MS));
             self.language = None;
+            self.language_probability = None;
             self.language_settled = false;
             if finish {
                 self.finalize_partial(&mut events, lag_ms);
@@ -294,6 +315,7 @@ impl StreamingTranscriber {
             self.previous.clear();
             // The next utterance may be in another language.
             self.language = None;
+            self.language_probability = None;
             self.language_settled = false;
             // Everything up to the end of speech is done; its end is the next
             // utterance's context.
@@ -465,6 +487,7 @@ impl StreamingTranscriber {
         self.stats.language_detections += 1;
         let language = self.plan.choose_index(&probs);
         self.language = Some(language);
+        self.language_probability = Some(self.plan.score(language, &probs));
         self.language_settled = self.buffer.len() as u64 >= 2000 * SAMPLES_PER_MS
             || !self.committed_in_buffer.is_empty();
         Ok(language)
@@ -517,6 +540,7 @@ impl StreamingTranscriber {
         self.committed_tail.drain(..keep_from);
         self.committed_end_ms = end_ms;
         self.committed_language = self.language;
+        self.committed_probability = self.language_probability.unwrap_or(1.0);
         // Text is out in this language: the utterance keeps it.
         self.language_settled = true;
     }

@@ -30,11 +30,17 @@ pub struct TranscribeOptions {
     pub prompt: Option<String>,
     /// CPU threads for decoding. Default: the number of cores, at most 4.
     pub threads: usize,
-    /// Drop a segment whose no-speech probability is above this. Default 0.6.
+    /// With [`logprob_threshold`](Self::logprob_threshold): a segment is dropped
+    /// when its text is unsure (average token log-probability below that) and its
+    /// no-speech probability is above half this. Default 0.6.
+    ///
+    /// This is OpenAI's rule (skip when no-speech is above the threshold and the
+    /// text is unsure), made stricter on unsure text. Confident text is kept
+    /// whatever the no-speech probability: a window that starts with a second or
+    /// two of silence before the speech scores 0.6 and more on no-speech, and
+    /// dropping its words for that loses real speech.
     pub no_speech_threshold: f32,
-    /// Drop a segment whose average token log-probability is below this while its
-    /// no-speech probability is also above half the threshold (OpenAI's rule,
-    /// softened). Default -1.0.
+    /// See [`no_speech_threshold`](Self::no_speech_threshold). Default -1.0.
     pub logprob_threshold: f32,
     /// Suppress non-speech tokens (music notes, brackets, speaker marks). Default true.
     pub suppress_non_speech: bool,
@@ -427,10 +433,7 @@ pub fn keep_all(decoded: Vec<Decoded>, opts: &TranscribeOptions, prompt: &str) -
 /// `prompt` is the prompt the decode was given (its echoes are dropped).
 pub fn keep(mut decoded: Decoded, opts: &TranscribeOptions, prompt: &str) -> Option<Decoded> {
     let no_speech = decoded.no_speech_prob;
-    if no_speech > opts.no_speech_threshold
-        || (decoded.avg_logprob < opts.logprob_threshold
-            && no_speech > opts.no_speech_threshold / 2.0)
-    {
+    if decoded.avg_logprob < opts.logprob_threshold && no_speech > opts.no_speech_threshold / 2.0 {
         return None;
     }
     if opts.guards {

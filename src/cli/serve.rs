@@ -18,6 +18,11 @@ pub struct ServeArgs {
     /// (unless --allow-anonymous).
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Also serve the WhisperLive protocol on its own port (its clients connect to
+    /// ws://HOST:9090 by default: --whisperlive-listen 0.0.0.0:9090). The main
+    /// address serves it at / too. See docs/INTEGRATIONS.md.
+    #[arg(long, value_name = "ADDR")]
+    pub whisperlive_listen: Option<SocketAddr>,
     /// Whisper model in ggml format [default: $CANTOCAP_MODEL, else models/ggml-base.bin].
     #[arg(short, long, value_name = "PATH")]
     pub model: Option<PathBuf>,
@@ -145,6 +150,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let _logs = init_logging(args.log_format);
     let mut config = ServerConfig {
         listen: args.listen,
+        whisperlive_listen: args.whisperlive_listen,
         model: crate::resolve_model(args.model)?,
         step_ms: args.step_ms,
         data_dir: args.data_dir,
@@ -225,6 +231,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
         tracing::info!("listening on {scheme}://{}", server.local_addr());
+        if let Some(at) = server.whisperlive_addr() {
+            tracing::info!("WhisperLive protocol on {scheme}://{at}");
+        }
         tracing::info!("{}", cantocap::server::redaction::describe(&config_redact));
         let handle = server.shutdown_handle();
         tokio::spawn(async move {

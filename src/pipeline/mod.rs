@@ -88,6 +88,9 @@ pub struct Output {
     finals: u64,
     /// Stamp `emitted_ms` with the wall time since this instant (live input).
     clock: Option<std::time::Instant>,
+    /// Start of the last final delivered (offset applied): while the redactor
+    /// holds back the end of a final, the next one may start no earlier.
+    last_final_start_ms: u64,
 }
 
 impl Output {
@@ -100,7 +103,14 @@ impl Output {
             sinks: Vec::new(),
             finals: 0,
             clock: None,
+            last_final_start_ms: 0,
         }
+    }
+
+    /// Where text still to come may start, at the earliest, given what the
+    /// redactor holds back: `None` when it holds nothing.
+    pub fn held_from_ms(&self) -> Option<u64> {
+        self.redactor.is_holding().then_some(self.last_final_start_ms)
     }
 
     /// Stamp every event's `emitted_ms` with the wall time since `since` instead of
@@ -155,6 +165,9 @@ impl Output {
                 event.set_emitted_ms(since.elapsed().as_millis() as u64);
             }
             self.finals += u64::from(event.is_final());
+            if event.is_final() {
+                self.last_final_start_ms = event.span().0;
+            }
             // Convert once per script, not once per sink.
             let converted: Vec<(Script, CaptionEvent)> = self
                 .converters
@@ -281,6 +294,14 @@ impl CaptionPipeline {
             last_final: 0,
             partial: None,
         })
+    }
+
+    /// Stream time (offset applied) before which this pipeline will deliver no more
+    /// final: the engine's uncommitted audio starts there, and nothing the redactor
+    /// holds back starts earlier. A room orders several speakers' finals by it.
+    pub fn watermark_ms(&self) -> u64 {
+        let engine = self.engine.pending_from_ms() + self.output.offset.time_ms;
+        self.output.held_from_ms().map_or(engine, |held| held.min(engine))
     }
 
     /// Give `tap` the 16 kHz mono audio (recording).

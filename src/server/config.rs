@@ -122,6 +122,9 @@ impl Limits {
 pub struct ServerConfig {
     /// Address to listen on. Default 127.0.0.1:8787; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// A second address serving only the WhisperLive protocol, on every path (its
+    /// clients connect to `ws://HOST:9090`). The main address serves it at `/` too.
+    pub whisperlive_listen: Option<SocketAddr>,
     /// The Whisper model (ggml), loaded once after binding and shared by all sessions.
     pub model: PathBuf,
     /// Decoding settings for every session (language, threads …); a session's
@@ -169,6 +172,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            whisperlive_listen: None,
             model: PathBuf::from("models/ggml-base.bin"),
             transcribe: TranscribeOptions::default(),
             step_ms: 1000,
@@ -318,14 +322,15 @@ impl ServerConfig {
     /// Refuse configurations that would expose the server: anonymous access on a
     /// non-loopback address without `allow_anonymous`.
     pub fn check(&self) -> Result<()> {
-        if self.tokens.is_empty() && !self.listen.ip().is_loopback() && !self.allow_anonymous {
-            return Err(Error::ServerConfig {
-                reason: format!(
-                    "refusing to listen on {} without tokens: anyone who can reach it could send audio and read captions; \
-                     configure tokens (--config) or pass --allow-anonymous",
-                    self.listen
-                ),
-            });
+        for listen in std::iter::once(self.listen).chain(self.whisperlive_listen) {
+            if self.tokens.is_empty() && !listen.ip().is_loopback() && !self.allow_anonymous {
+                return Err(Error::ServerConfig {
+                    reason: format!(
+                        "refusing to listen on {listen} without tokens: anyone who can reach it could send audio and read captions; \
+                         configure tokens (--config) or pass --allow-anonymous"
+                    ),
+                });
+            }
         }
         if self.limits.max_sessions == 0
             || self.limits.max_frame_bytes < 64

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::protocol::{ErrorCode, Start};
 use super::recording::Recorder;
-use super::session::{Continuation, Session};
+use super::session::{Continuation, Released, Session};
 use super::Hub;
 use crate::asr::StreamOptions;
 use crate::pipeline::{AudioTap, CaptionPipeline, CaptionSink, Offset};
@@ -29,6 +29,12 @@ pub(crate) enum Out {
     Fail(ErrorCode, String),
     /// A close frame; the writer stops.
     Close(u16, &'static str),
+    /// The language of the participant's first committed text (Whisper's code)
+    /// and how sure detection was (1.0 when it was not detected but given).
+    Language {
+        code: String,
+        probability: f32,
+    },
 }
 
 /// Audio for the engine thread.
@@ -60,7 +66,6 @@ struct SessionSink {
     hub: Arc<Hub>,
     session: Arc<Session>,
     speaker: Option<Arc<str>>,
-    out: mpsc::UnboundedSender<Out>,
     arrivals: Arrivals,
     /// Where this connection's stream time starts in the session's.
     time_offset_ms: u64,
@@ -85,17 +90,21 @@ impl CaptionSink for SessionSink {
         }
         let (CaptionEvent::Partial { lag_ms, .. } | CaptionEvent::Final { lag_ms, .. }) = event;
         metrics.decode_lag.observe_ms(*lag_ms);
-        let (published, journaled) = self.session.publish(event.clone(), self.speaker.as_ref());
-        if let Err(e) = journaled {
-            self.hub.log(format_args!("session {}: journal: {e}", self.session.id));
-            let _ = self
-                .out
-                .send(Out::Fail(ErrorCode::Internal, "the journal cannot be written".into()));
-        }
-        // Each webhook converts to its own script and signs.
-        self.hub.webhooks.on_final(&self.session.id, &published.event, published.speaker());
-        let _ = self.out.send(Out::Event(published));
+        let released = self.session.publish(event.clone(), self.speaker.as_ref());
+        released_finals(&self.hub, &self.session, released);
         Ok(())
+    }
+}
+
+/// Finals the room released (from any participant's engine) go to the webhooks,
+/// each once; a journal error is logged (the room has told its speaker's client).
+fn released_finals(hub: &Hub, session: &Session, released: Released) {
+    if let Some(e) = released.journal {
+        hub.log(format_args!("session {}: journal: {e}", session.id));
+    }
+    for published in released.finals {
+        // Each webhook converts to its own script and signs.
+        hub.webhooks.on_final(&session.id, &published.event, published.speaker());
     }
 }
 
@@ -134,7 +143,6 @@ impl Job {
             hub: Arc::clone(&self.hub),
             session: Arc::clone(&self.session),
             speaker: self.start.speaker.as_deref().map(Arc::from),
-            out: self.out.clone(),
             arrivals: Arc::clone(arrivals),
             time_offset_ms: c.time_offset_ms,
         };
@@ -171,7 +179,10 @@ impl Job {
     pub(crate) fn run(self) -> (u64, u64) {
         let arrivals = Arrivals::default();
         let Some(mut pipeline) = self.pipeline(&arrivals) else {
-            self.session.end_ingest(self.speaker(), self.continuation.time_offset_ms);
+            let released =
+                self.session.end_ingest(self.speaker(), self.continuation.time_offset_ms);
+            released_finals(&self.hub, &self.session, released);
+            self.session.forget_echo(self.speaker(), &self.out);
             return (0, 0);
         };
         let _ = self.out.send(Out::Text(self.ready(&pipeline)));
@@ -179,6 +190,7 @@ impl Job {
         let (rate, channels) = (self.start.sample_rate, self.start.channels);
         self.hub.log(format_args!("session {id}: ingest started ({rate} Hz, {channels} ch)"));
         let mut failed = None;
+        let mut announced = false;
         while let Some((audio, finishing)) = self.next_audio(&arrivals) {
             let before = pipeline.redactions();
             let pushed = {
@@ -189,6 +201,18 @@ impl Job {
             if let Err(e) = pushed {
                 failed = Some(e);
                 break;
+            }
+            // The room may now publish other participants' finals that waited for
+            // this engine to pass their start.
+            let watermark = pipeline.watermark_ms();
+            let released = self.session.advance(self.speaker(), watermark);
+            released_finals(&self.hub, &self.session, released);
+            if !announced {
+                if let Some((code, probability)) = pipeline.engine().committed_language() {
+                    announced = true;
+                    let code = code.to_string();
+                    let _ = self.out.send(Out::Language { code, probability });
+                }
             }
             if finishing {
                 break;
@@ -214,7 +238,15 @@ impl Job {
         self.count_redactions(summary.redactions - before);
         let pushed_ms = summary.stats.as_ref().unwrap_or(&stats).pushed_ms;
         let end_ms = self.continuation.time_offset_ms + pushed_ms;
-        self.session.end_ingest(self.speaker(), end_ms);
+        let released = self.session.end_ingest(self.speaker(), end_ms);
+        released_finals(&self.hub, &self.session, released);
+        // This participant's last finals may wait for others' engines (time order,
+        // at most MAX_HOLD): its client gets them before it is closed.
+        while self.session.holds(self.speaker()) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            released_finals(&self.hub, &self.session, self.session.release_due());
+        }
+        self.session.forget_echo(self.speaker(), &self.out);
         self.hub.webhooks.on_session_closed(id, self.session.final_count(), end_ms);
         self.hub.log(format_args!(
             "session {id}: ingest ended after {:.1} s of audio; redacted {}",

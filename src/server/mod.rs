@@ -48,6 +48,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 mod engine;
+mod feed;
 mod http;
 pub mod journal;
 mod linger;
@@ -138,11 +139,12 @@ enum Load {
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     addr: SocketAddr,
+    whisperlive_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
     shutdown: Arc<watch::Sender<bool>>,
     viewers_off: watch::Sender<bool>,
     load: watch::Receiver<Load>,
-    accept: JoinHandle<()>,
+    accept: Vec<JoinHandle<()>>,
     tasks: mpsc::Receiver<()>,
 }
 
@@ -182,6 +184,14 @@ impl Server {
             reason: format!("cannot listen on {}: {e}", config.listen),
         })?;
         let addr = listener.local_addr().map_err(Error::Write)?;
+        let whisperlive = match config.whisperlive_listen {
+            Some(at) => Some(TcpListener::bind(at).await.map_err(|e| Error::ServerConfig {
+                reason: format!("cannot listen on {at} (--whisperlive-listen): {e}"),
+            })?),
+            None => None,
+        };
+        let whisperlive_addr =
+            whisperlive.as_ref().map(|l| l.local_addr()).transpose().map_err(Error::Write)?;
         if config.tokens.is_empty() && !addr.ip().is_loopback() {
             tracing::warn!(
                 "ANONYMOUS ACCESS on {addr}: anyone who can reach this address may send audio, \
@@ -234,9 +244,25 @@ impl Server {
         }
         tokio::spawn(linger::sweep(Arc::clone(&hub)));
         let (task_tx, tasks) = mpsc::channel(1);
-        let accept = tokio::spawn(http::accept_loop(listener, Arc::clone(&hub), tls, task_tx));
+        let mut accept = vec![tokio::spawn(http::accept_loop(
+            listener,
+            Arc::clone(&hub),
+            tls.clone(),
+            task_tx.clone(),
+            false,
+        ))];
+        if let Some(listener) = whisperlive {
+            accept.push(tokio::spawn(http::accept_loop(
+                listener,
+                Arc::clone(&hub),
+                tls,
+                task_tx,
+                true,
+            )));
+        }
         Ok(Server {
             addr,
+            whisperlive_addr,
             hub,
             shutdown: Arc::new(shutdown_tx),
             viewers_off: viewers_off_tx,
@@ -249,6 +275,11 @@ impl Server {
     /// The address it listens on (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The WhisperLive-only address ([`ServerConfig::whisperlive_listen`]), if any.
+    pub fn whisperlive_addr(&self) -> Option<SocketAddr> {
+        self.whisperlive_addr
     }
 
     /// Wait until the model is loaded; an error if it could not be.
@@ -285,7 +316,9 @@ impl Server {
     /// [`Limits::shutdown_grace_secs`].
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let _ = self.accept.await;
+        for accept in std::mem::take(&mut self.accept) {
+            let _ = accept.await;
+        }
         let grace = Duration::from_secs(self.hub.config.limits.shutdown_grace_secs);
         let deadline = Instant::now() + grace;
         while self.hub.active_ingests.load(Relaxed) > 0 && Instant::now() < deadline {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::engine::Out;
 use super::journal::{self, Journal};
 use crate::asr::CaptionEvent;
 use crate::text::{RedactionCounts, Script, ScriptConverter};
@@ -34,6 +35,14 @@ impl Converters {
 
     pub(crate) fn get(&self, script: Script) -> &ScriptConverter {
         &self.0[script_index(script)]
+    }
+}
+
+fn set_segment(event: &mut CaptionEvent, id: u64) {
+    match event {
+        CaptionEvent::Final { segment, .. } | CaptionEvent::Partial { segment, .. } => {
+            *segment = id
+        }
     }
 }
 
@@ -105,8 +114,36 @@ struct State {
     /// While ingests run, the room's clock: room time `base_ms` at `since`. A
     /// participant who joins then starts at the room time of the moment.
     clock: Option<(Instant, u64)>,
+    /// Per participant with an ingest connection: the room time before which its
+    /// engine will commit nothing more (see [`Session::advance`]).
+    watermarks: HashMap<String, u64>,
+    /// Where each participant's own events go (its ingest client's writer).
+    echo: HashMap<String, tokio::sync::mpsc::UnboundedSender<Out>>,
+    /// Finals held until every other participant's engine is past their start, so
+    /// the room's finals come out in time order (see [`Session::publish`]).
+    pending: Vec<Pending>,
     /// Items redacted from this session's finals since the server started.
     redactions: RedactionCounts,
+}
+
+/// A final waiting for the room's other participants.
+struct Pending {
+    event: CaptionEvent,
+    speaker: Option<Arc<str>>,
+    since: Instant,
+}
+
+/// Longest a final waits for other participants' engines before it is published
+/// anyway (an engine far behind its audio must not hold up the room for ever).
+pub(crate) const MAX_HOLD: Duration = Duration::from_secs(10);
+
+/// What a publication put out: the finals released (in time order, numbered), for
+/// the webhooks; and the first journal error, if any.
+#[derive(Default)]
+#[must_use]
+pub(crate) struct Released {
+    pub(crate) finals: Vec<Arc<Published>>,
+    pub(crate) journal: Option<crate::Error>,
 }
 
 /// Where the next ingest connection of a session continues.
@@ -157,6 +194,9 @@ impl Session {
                 ingesting: Default::default(),
                 time_offset_ms,
                 clock: None,
+                watermarks: HashMap::new(),
+                echo: HashMap::new(),
+                pending: Vec::new(),
                 redactions: RedactionCounts::default(),
             }),
             viewers: Default::default(),
@@ -174,11 +214,14 @@ impl Session {
 
     /// Let participant `speaker` (`""` for none named) join the room with an ingest
     /// connection, unless it already has one or the room has `max_speakers` of them.
+    /// Its own events (partials at once, finals as the room releases them) go to
+    /// `echo`.
     pub(crate) fn begin_ingest(
         &self,
         data_dir: Option<&Path>,
         speaker: &str,
         max_speakers: usize,
+        echo: Option<tokio::sync::mpsc::UnboundedSender<Out>>,
     ) -> Result<Claim> {
         let mut state = self.lock();
         if state.ingesting.contains(speaker) {
@@ -198,13 +241,20 @@ impl Session {
                 state.time_offset_ms
             }
         };
+        state.watermarks.insert(speaker.to_string(), time_offset_ms);
+        if let Some(echo) = echo {
+            state.echo.insert(speaker.to_string(), echo);
+        }
         Ok(Claim::Joined(Continuation { segment_offset: state.last_segment, time_offset_ms }))
     }
 
-    /// Participant `speaker`'s ingest connection ended at room time `end_ms`.
-    pub(crate) fn end_ingest(&self, speaker: &str, end_ms: u64) {
+    /// Participant `speaker`'s ingest connection ended at room time `end_ms` (its
+    /// engine has published everything): finals that waited for it are released.
+    pub(crate) fn end_ingest(&self, speaker: &str, end_ms: u64) -> Released {
         let mut state = self.lock();
         state.ingesting.remove(speaker);
+        state.watermarks.remove(speaker);
+        let released = self.release(&mut state, Instant::now());
         state.time_offset_ms = state.time_offset_ms.max(end_ms);
         if state.ingesting.is_empty() {
             state.clock = None;
@@ -212,39 +262,115 @@ impl Session {
         if let Some(journal) = &state.journal {
             let _ = journal.sync();
         }
+        released
     }
 
-    /// Journal (finals) and broadcast an event of `speaker`'s engine. The room
-    /// numbers it: a final takes the next segment id, so ids stay unique and
-    /// increasing however many engines feed the room; a partial carries the id it
-    /// would take if it were committed now (with one speaker, the id it will take).
-    /// The broadcast happens even if the journal fails, whose error is returned.
-    pub(crate) fn publish(
-        &self,
-        mut event: CaptionEvent,
-        speaker: Option<&Arc<str>>,
-    ) -> (Arc<Published>, Result<()>) {
+    /// Whether finals of `speaker` still wait for other participants.
+    pub(crate) fn holds(&self, speaker: &str) -> bool {
+        self.lock().pending.iter().any(|p| p.speaker.as_deref().unwrap_or("") == speaker)
+    }
+
+    /// Release what may go out now (finals that waited [`MAX_HOLD`]).
+    pub(crate) fn release_due(&self) -> Released {
         let mut state = self.lock();
-        let id = state.last_segment + 1;
-        match &mut event {
-            CaptionEvent::Final { segment, .. } | CaptionEvent::Partial { segment, .. } => {
-                *segment = id
-            }
+        self.release(&mut state, Instant::now())
+    }
+
+    /// Stop echoing `speaker`'s events to `echo` (its connection is over), unless
+    /// a newer connection of the same participant registered its own.
+    pub(crate) fn forget_echo(
+        &self,
+        speaker: &str,
+        echo: &tokio::sync::mpsc::UnboundedSender<Out>,
+    ) {
+        let mut state = self.lock();
+        if state.echo.get(speaker).is_some_and(|e| e.same_channel(echo)) {
+            state.echo.remove(speaker);
         }
-        let published = Published::spoken(event, speaker.cloned());
-        let mut result = Ok(());
-        if published.event.is_final() {
+    }
+
+    /// Participant `speaker`'s engine will commit nothing before room time
+    /// `watermark_ms` any more: finals of others that waited for it may go out.
+    pub(crate) fn advance(&self, speaker: &str, watermark_ms: u64) -> Released {
+        let mut state = self.lock();
+        if let Some(w) = state.watermarks.get_mut(speaker) {
+            *w = (*w).max(watermark_ms);
+        }
+        self.release(&mut state, Instant::now())
+    }
+
+    /// Publish the held finals that no other participant can precede any more (or
+    /// that waited [`MAX_HOLD`]), earliest first: numbered, journaled, broadcast and
+    /// echoed to their speaker's client.
+    fn release(&self, state: &mut State, now: Instant) -> Released {
+        let mut released = Released::default();
+        loop {
+            let Some(first) =
+                state.pending.iter().enumerate().min_by_key(|(_, p)| p.event.span().0)
+            else {
+                break;
+            };
+            let (index, first) = (first.0, first.1);
+            let start = first.event.span().0;
+            let own = first.speaker.as_deref().unwrap_or("");
+            let others_past = state.watermarks.iter().all(|(who, &w)| who == own || w >= start);
+            if !others_past && now.duration_since(first.since) < MAX_HOLD {
+                break;
+            }
+            let Pending { mut event, speaker, .. } = state.pending.remove(index);
+            let id = state.last_segment + 1;
+            set_segment(&mut event, id);
             state.last_segment = id;
+            let published = Published::spoken(event, speaker);
             if let Some(journal) = &mut state.journal {
-                result = journal.append(&published.event, published.speaker());
+                if let Err(e) = journal.append(&published.event, published.speaker()) {
+                    let key = published.speaker().unwrap_or("");
+                    if let Some(echo) = state.echo.get(key) {
+                        let msg = "the journal cannot be written".to_string();
+                        let _ = echo.send(Out::Fail(super::protocol::ErrorCode::Internal, msg));
+                    }
+                    released.journal.get_or_insert(e);
+                }
             }
             state.finals.push(Arc::clone(&published));
+            // Under the lock, so a viewer subscribing sees each final exactly once:
+            // either in its backlog or on its receiver.
+            let _ = self.tx.send(Arc::clone(&published));
+            self.echo(state, &published);
+            released.finals.push(published);
         }
-        // Under the lock, so a viewer subscribing sees each final exactly once:
-        // either in its backlog or on its receiver.
+        released
+    }
+
+    fn echo(&self, state: &State, published: &Arc<Published>) {
+        if let Some(echo) = state.echo.get(published.speaker().unwrap_or("")) {
+            let _ = echo.send(Out::Event(Arc::clone(published)));
+        }
+    }
+
+    /// Publish an event of `speaker`'s engine to the room.
+    ///
+    /// A partial goes out at once, with the id it would take if it were committed
+    /// now (with one speaker, the id it will take). A final waits until every other
+    /// participant's engine is past its start ([`advance`](Self::advance)), so the
+    /// room's finals come out in time order even when one engine lags; then the
+    /// room numbers it (ids unique and increasing however many engines feed the
+    /// room), journals it, broadcasts it, echoes it to its speaker's client, and
+    /// returns it among the released finals. With one participant nothing waits.
+    /// The broadcast happens even if the journal fails, whose error is returned.
+    pub(crate) fn publish(&self, event: CaptionEvent, speaker: Option<&Arc<str>>) -> Released {
+        let mut state = self.lock();
+        if event.is_final() {
+            let since = Instant::now();
+            state.pending.push(Pending { event, speaker: speaker.cloned(), since });
+            return self.release(&mut state, since);
+        }
+        let mut event = event;
+        set_segment(&mut event, state.last_segment + 1);
+        let published = Published::spoken(event, speaker.cloned());
         let _ = self.tx.send(Arc::clone(&published));
-        drop(state);
-        (published, result)
+        self.echo(&state, &published);
+        Released::default()
     }
 
     /// Count items redacted from this session's finals.
@@ -471,7 +597,7 @@ mod tests {
         let (mut rx, backlog) = s.subscribe(1);
         assert_eq!(backlog.iter().map(|f| f.segment()).collect::<Vec<_>>(), [2]);
         for i in 3..=10 {
-            s.publish(final_(i, "x"), None).1.unwrap();
+            assert!(s.publish(final_(i, "x"), None).journal.is_none());
         }
         assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
         let resent: Vec<_> = s.finals_after(2).iter().map(|f| f.segment()).collect();
@@ -486,9 +612,9 @@ mod tests {
         let t0 = Instant::now();
         let registry = Registry::new(4);
         let held = registry.get("a", data, true).unwrap().unwrap();
-        assert!(matches!(held.begin_ingest(data, "", 4).unwrap(), Claim::Joined(_)));
-        held.publish(final_(1, "kept"), None).1.unwrap();
-        held.end_ingest("", 10);
+        assert!(matches!(held.begin_ingest(data, "", 4, None).unwrap(), Claim::Joined(_)));
+        assert_eq!(held.publish(final_(1, "kept"), None).finals.len(), 1, "nobody to wait for");
+        let _ = held.end_ingest("", 10);
         // "b" is created, then let go; "a" is still held (an ingest, a viewer).
         registry.get("b", data, true).unwrap().unwrap();
         // Held, "a" stays however long.
@@ -506,7 +632,7 @@ mod tests {
         // The finals come back from the journal, and the session continues after them.
         let again = registry.get("a", data, false).unwrap().unwrap();
         assert_eq!(events(&again), [final_(1, "kept")]);
-        let Claim::Joined(c) = again.begin_ingest(data, "", 4).unwrap() else { panic!() };
+        let Claim::Joined(c) = again.begin_ingest(data, "", 4, None).unwrap() else { panic!() };
         assert_eq!(c.segment_offset, 1);
         // Without a data dir an evicted session is gone.
         registry.get("m", None, true).unwrap().unwrap();
@@ -532,11 +658,11 @@ mod tests {
     #[test]
     fn one_ingest_per_speaker_and_continuation() {
         let s = Session::new("s", vec![spoken(7, "a")], 4);
-        let c = joined(s.begin_ingest(None, "", 4).unwrap());
+        let c = joined(s.begin_ingest(None, "", 4, None).unwrap());
         assert_eq!((c.segment_offset, c.time_offset_ms), (7, 10));
-        assert!(matches!(s.begin_ingest(None, "", 4).unwrap(), Claim::Busy));
-        s.end_ingest("", 5000);
-        assert_eq!(joined(s.begin_ingest(None, "", 4).unwrap()).time_offset_ms, 5000);
+        assert!(matches!(s.begin_ingest(None, "", 4, None).unwrap(), Claim::Busy));
+        let _ = s.end_ingest("", 5000);
+        assert_eq!(joined(s.begin_ingest(None, "", 4, None).unwrap()).time_offset_ms, 5000);
     }
 
     #[test]
@@ -544,13 +670,14 @@ mod tests {
         let s = Session::new("room", vec![spoken(3, "before")], 16);
         let ann: Arc<str> = Arc::from("Ann");
         let bob: Arc<str> = Arc::from("Bob");
-        joined(s.begin_ingest(None, "Ann", 2).unwrap());
+        let (echo, mut bobs_client) = tokio::sync::mpsc::unbounded_channel();
+        joined(s.begin_ingest(None, "Ann", 2, None).unwrap());
         // Bob joins while Ann talks: his stream starts at the room time of the moment.
         std::thread::sleep(Duration::from_millis(30));
-        let c = joined(s.begin_ingest(None, "Bob", 2).unwrap());
+        let c = joined(s.begin_ingest(None, "Bob", 2, Some(echo)).unwrap());
         assert!(c.time_offset_ms >= 10 + 30, "{c:?}");
-        assert!(matches!(s.begin_ingest(None, "Bob", 2).unwrap(), Claim::Busy));
-        assert!(matches!(s.begin_ingest(None, "Cy", 2).unwrap(), Claim::Full(2)));
+        assert!(matches!(s.begin_ingest(None, "Bob", 2, None).unwrap(), Claim::Busy));
+        assert!(matches!(s.begin_ingest(None, "Cy", 2, None).unwrap(), Claim::Full(2)));
         let (mut rx, _) = s.subscribe(0);
         // Each engine counts its own ids (both say 4); the room gives 4 and 5.
         let partial = CaptionEvent::Partial {
@@ -562,9 +689,13 @@ mod tests {
             emitted_ms: 0,
             lag_ms: 0,
         };
-        s.publish(partial, Some(&bob)).1.unwrap();
-        s.publish(final_(4, "hello"), Some(&ann)).1.unwrap();
-        s.publish(final_(4, "hi"), Some(&bob)).1.unwrap();
+        let none = |r: Released| r.finals.is_empty();
+        assert!(none(s.publish(partial, Some(&bob))));
+        // Ann's final waits until Bob's engine is past its start; Bob's for Ann's.
+        assert!(none(s.publish(final_at(4, "hello", 1000), Some(&ann))));
+        assert_eq!(s.advance("Bob", 1500).finals.len(), 1);
+        assert!(none(s.publish(final_at(4, "hi", 2000), Some(&bob))));
+        assert_eq!(s.advance("Ann", 2000).finals.len(), 1);
         let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|p| (p.event.is_final(), p.segment(), p.speaker().map(str::to_string)))
             .collect();
@@ -572,9 +703,58 @@ mod tests {
         assert_eq!(got, [(false, 4, who("Bob")), (true, 4, who("Ann")), (true, 5, who("Bob"))]);
         let json = s.finals()[2].json(Script::Raw, &Converters::new().unwrap());
         assert!(json.as_str().ends_with(r#""speaker":"Bob"}"#), "{}", json.as_str());
+        // Bob's client got its own partial and final, not Ann's.
+        let echoed: Vec<_> = std::iter::from_fn(|| bobs_client.try_recv().ok())
+            .map(|o| match o {
+                Out::Event(p) => p.event.text().to_string(),
+                _ => panic!("only events"),
+            })
+            .collect();
+        assert_eq!(echoed, ["hel", "hi"]);
         // A participant leaving frees the place; the room's clock runs until the last.
-        s.end_ingest("Ann", 100);
-        joined(s.begin_ingest(None, "Cy", 2).unwrap());
+        let _ = s.end_ingest("Ann", 100);
+        joined(s.begin_ingest(None, "Cy", 2, None).unwrap());
         assert!(s.is_ingesting());
+    }
+
+    fn final_at(segment: u64, text: &str, start_ms: u64) -> CaptionEvent {
+        CaptionEvent::Final {
+            segment,
+            text: text.into(),
+            start_ms,
+            end_ms: start_ms + 500,
+            emitted_ms: 0,
+            lag_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_lagging_engine_holds_later_finals_back_so_the_room_stays_in_time_order() {
+        let s = Session::new("room", vec![], 16);
+        let (ann, bob) = (Arc::from("Ann"), Arc::from("Bob"));
+        joined(s.begin_ingest(None, "Ann", 4, None).unwrap());
+        joined(s.begin_ingest(None, "Bob", 4, None).unwrap());
+        // Ann spoke at 0-2 s and 8 s; Bob at 5 s, but his engine is behind.
+        let _ = s.advance("Ann", 9000);
+        assert!(s.publish(final_at(1, "ann 1", 100), Some(&ann)).finals.is_empty());
+        assert_eq!(s.advance("Bob", 3000).finals.len(), 1);
+        assert!(s.publish(final_at(2, "ann 2", 8000), Some(&ann)).finals.is_empty());
+        // Bob's 5 s final comes after Ann's 8 s one was committed: it goes first.
+        let released = s.publish(final_at(1, "bob", 5000), Some(&bob));
+        assert_eq!(released.finals.len(), 1);
+        let _ = s.advance("Bob", 8500);
+        let order: Vec<_> =
+            s.finals().iter().map(|f| (f.segment(), f.event.text().to_string())).collect();
+        assert_eq!(order, [(1, "ann 1".into()), (2, "bob".into()), (3, "ann 2".into())]);
+        // An engine that never catches up holds nobody for longer than MAX_HOLD.
+        assert!(s.publish(final_at(3, "ann 3", 20_000), Some(&ann)).finals.is_empty());
+        let mut state = s.lock();
+        let later = Instant::now() + MAX_HOLD;
+        assert_eq!(s.release(&mut state, later).finals.len(), 1);
+        drop(state);
+        // Leaving releases what waited for the one who left.
+        assert!(s.publish(final_at(4, "ann 4", 30_000), Some(&ann)).finals.is_empty());
+        assert_eq!(s.end_ingest("Bob", 31_000).finals.len(), 1);
+        assert_eq!(s.final_count(), 5);
     }
 }

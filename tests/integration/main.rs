@@ -29,3 +29,4 @@ mod stream;
 mod transcribe;
 mod vad;
 mod webhooks;
+mod whisperlive;

@@ -249,3 +249,34 @@ fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A server engine that waited for a decode slot gets seconds of audio at once.
+/// Speech after a long silence, arriving in pieces of any size, is never lost
+/// (Whisper scores such windows high on no-speech: only unsure text may be dropped
+/// for that), and with pieces up to 3 s its final is timed near where it was said.
+#[test]
+fn speech_after_silence_arriving_in_big_pieces_is_not_lost() {
+    let _lock = whisper_lock();
+    let model = Arc::new(WhisperModel::load(&model("ggml-tiny.en.bin")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("b.wav");
+    let said = "Thank you. The new release is ready for testing on Monday.";
+    speak("en", said, &wav);
+    let speech = cantocap::audio::read_wav(&wav).unwrap().to_whisper_input().unwrap();
+    let mut audio = vec![0.0f32; 118_000];
+    audio.extend_from_slice(&speech);
+    audio.extend(std::iter::repeat_n(0.0, 108_000));
+    for chunk in [16_000, 48_000, 96_000, 160_000] {
+        let (events, _) = run(&model, &audio, chunk, english(2));
+        assert_well_formed(&events);
+        let finals = finals(&events);
+        let text: Vec<&str> = finals.iter().map(|e| e.text()).collect();
+        assert!(wer(said, &text.join(" ")) < 0.3, "pieces of {chunk}: {text:?}");
+        if chunk <= 48_000 {
+            let start = finals[0].span().0;
+            // Whisper may time the first word from the window's start: the 300 ms
+            // kept before the silence trim (5.7 s) at the earliest.
+            assert!((5_400..=8_400).contains(&start), "pieces of {chunk}: starts at {start} ms");
+        }
+    }
+}

@@ -92,7 +92,13 @@ impl AuthLimiter {
 }
 
 /// What a path needs: `None` for the open health endpoints; `Err` for no route.
-fn needs(path: &str) -> Result<Option<(Role, Option<&str>)>, ()> {
+///
+/// A WebSocket at `/` (or on any path of the WhisperLive port) is WhisperLive's
+/// ingest; its room is in the query (`?session=`) or in its first message.
+fn needs(path: &str, whisperlive: bool) -> Result<Option<(Role, Option<&str>)>, ()> {
+    if whisperlive {
+        return Ok(Some((Role::Ingest, None)));
+    }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     Ok(match parts.as_slice() {
         ["livez"] | ["readyz"] => None,
@@ -129,12 +135,16 @@ fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
+    query_param(query, "token")
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     let query = query?;
     axum::extract::Query::<HashMap<String, String>>::try_from_uri(
         &format!("/?{query}").parse().ok()?,
     )
     .ok()
-    .and_then(|q| q.0.get("token").cloned())
+    .and_then(|q| q.0.get(name).cloned())
 }
 
 /// The tower layer (as an axum middleware) every request passes.
@@ -147,7 +157,8 @@ pub(crate) async fn guard(
     let hub = &app.hub;
     let config = &hub.config;
     let path = request.uri().path().to_string();
-    let Ok(needs) = needs(&path) else {
+    let whisperlive = app.whisperlive_only || (path == "/" && ws::is_websocket(request.headers()));
+    let Ok(needs) = needs(&path, whisperlive) else {
         return json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
     };
     let headers = request.headers();
@@ -182,8 +193,12 @@ pub(crate) async fn guard(
                 return refused;
             }
             let decoded = id.map(percent_decode);
+            // WhisperLive names its room in `?session=`, else by its uid: a token
+            // of one session must name it in the query.
+            let room = whisperlive.then(|| query_param(request.uri().query(), "session")).flatten();
             let scope = match (&decoded, path.as_str()) {
                 (Some(id), _) => Scope::Session(id),
+                (None, _) if whisperlive => room.as_deref().map_or(Scope::Server, Scope::Session),
                 (None, "/metrics") => Scope::Server,
                 (None, _) => Scope::Page,
             };
@@ -344,10 +359,13 @@ mod tests {
 
     #[test]
     fn routes_and_what_they_need() {
-        assert_eq!(needs("/livez"), Ok(None));
-        assert_eq!(needs("/v1/ingest/x"), Ok(Some((Role::Ingest, Some("x")))));
-        assert_eq!(needs("/v1/sessions/x/transcript"), Ok(Some((Role::View, Some("x")))));
-        assert_eq!(needs("/nope"), Err(()));
+        assert_eq!(needs("/livez", false), Ok(None));
+        assert_eq!(needs("/v1/ingest/x", false), Ok(Some((Role::Ingest, Some("x")))));
+        assert_eq!(needs("/v1/sessions/x/transcript", false), Ok(Some((Role::View, Some("x")))));
+        assert_eq!(needs("/nope", false), Err(()));
+        assert_eq!(needs("/", false), Ok(Some((Role::View, None))));
+        assert_eq!(needs("/", true), Ok(Some((Role::Ingest, None))));
+        assert_eq!(needs("/anything", true), Ok(Some((Role::Ingest, None))));
         assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
     }
 }

@@ -7,22 +7,21 @@
 //! engine's sinks and go to the client through a writer task.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::viewers::{refuse, truncate};
 use crate::server::audit::{Client, Event};
-use crate::server::engine::{Input, Job, Out};
+use crate::server::engine::{Input, Out};
+use crate::server::feed::Feed;
 use crate::server::protocol::{self, close, ClientMessage, ErrorCode, ErrorMessage, Start};
-use crate::server::session::{Claim, Continuation, Session};
 use crate::server::{signalled, Hub};
 use crate::text::Script;
 
@@ -64,16 +63,6 @@ fn is_limit(code: ErrorCode) -> bool {
     )
 }
 
-/// Holds one of the `max_sessions` ingest slots.
-struct Slot(Arc<Hub>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.active_ingests.fetch_sub(1, Relaxed);
-        self.0.metrics.sessions.fetch_sub(1, Relaxed);
-    }
-}
-
 /// Holds one unstarted place until `start` arrives (or the connection ends).
 struct UnstartedPlace<'a>(&'a Hub, std::net::IpAddr);
 
@@ -109,44 +98,28 @@ impl Drop for UnstartedPlace<'_> {
 
 /// Serve one ingest connection for session `id`.
 pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
-    let Some((start, model, slot)) = admit(&mut ws, &hub, &id, &client).await else { return };
-    let speaker = start.speaker.as_deref().unwrap_or("");
-    let Some((session, continuation)) = claim(&mut ws, &hub, &id, speaker).await else { return };
-    hub.metrics.sessions_total.fetch_add(1, Relaxed);
+    let Some(start) = admit(&mut ws, &hub, &id, &client).await else { return };
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let feed = match hub.join(&id, &start, out.clone()).await {
+        Ok(feed) => feed,
+        Err((code, msg)) => {
+            if is_limit(code) {
+                hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
+            }
+            refuse(&mut ws, &hub, code, &msg).await;
+            return;
+        }
+    };
     hub.audit(client.entry(Event::SessionOpened).session(&id));
 
     let (sink, mut stream) = ws.split();
-    let (out, out_rx) = mpsc::unbounded_channel();
     let script = start.script.unwrap_or(Script::Raw);
     let writer = tokio::spawn(write_loop(sink, out_rx, script, Arc::clone(&hub)));
-    let (input, input_rx) = std_mpsc::channel();
     // For the audit record at the close: redaction counts, never the items.
-    let audited = Arc::clone(&session);
-    let (done_tx, done_rx) = oneshot::channel();
-    let job = Job {
-        hub: Arc::clone(&hub),
-        session,
-        start: start.clone(),
-        continuation,
-        input: input_rx,
-        out: out.clone(),
-        model,
-    };
-    let spawned = std::thread::Builder::new().name(format!("asr-{id}")).spawn(move || {
-        let summary = job.run();
-        drop(slot);
-        let _ = done_tx.send(summary);
-    });
-    if spawned.is_err() {
-        let _ = out.send(Out::Fail(ErrorCode::Internal, "cannot start a decoding thread".into()));
-        return;
-    }
-
-    let end = read_loop(&mut stream, &hub, &start, &input, &out).await;
-    let _ = input.send(Input::Finish);
-    drop(input);
-    // The engine thread sends its last events before signalling.
-    let (audio_ms, finals) = done_rx.await.unwrap_or_default();
+    let audited = Arc::clone(&feed.session);
+    let end = read_loop(&mut stream, &hub, &start, &feed, &out).await;
+    // The engine thread sends its last events before this returns.
+    let (audio_ms, finals) = feed.finish().await;
     // Let go of the session now: an unused session leaves memory (see `linger`).
     let redactions = audited.redactions();
     drop(audited);
@@ -164,51 +137,31 @@ pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
     hub.audit(closed);
 }
 
-/// Everything before a session is claimed: shutdown and model checks, the
-/// unstarted bound, the `start` message, then a `max_sessions` slot. `None` after
-/// refusing the socket.
-async fn admit(
-    ws: &mut Ws,
-    hub: &Arc<Hub>,
-    id: &str,
-    client: &Client,
-) -> Option<(Start, Arc<crate::asr::WhisperModel>, Slot)> {
+/// Everything before joining the room: shutdown and model checks, the unstarted
+/// bound, then the `start` message. `None` after refusing the socket.
+async fn admit(ws: &mut Ws, hub: &Arc<Hub>, id: &str, client: &Client) -> Option<Start> {
     let limits = &hub.config.limits;
     if *hub.shutdown.borrow() {
         refuse(ws, hub, ErrorCode::ShuttingDown, "the server is shutting down").await;
         return None;
     }
-    let Some(model) = hub.model.get().cloned() else {
+    if hub.model.get().is_none() {
         let msg = "the model is still loading; try again shortly";
         refuse(ws, hub, ErrorCode::NotReady, msg).await;
         return None;
-    };
-    let too_many = |msg: &str| {
-        let code = ErrorCode::TooManySessions;
-        hub.audit(client.entry(Event::LimitHit).session(id).detail(code.name()));
-        (code, msg.to_string())
-    };
+    }
     let start = match UnstartedPlace::take(hub, client.addr.ip()) {
-        None => Err(too_many("too many ingest connections are waiting to start; try again later")),
+        None => {
+            let code = ErrorCode::TooManySessions;
+            hub.audit(client.entry(Event::LimitHit).session(id).detail(code.name()));
+            let msg = "too many ingest connections are waiting to start; try again later";
+            Err((code, msg.to_string()))
+        }
         // The place is held while waiting for `start`, and given back here.
         Some(_place) => read_start(ws, limits.start_secs).await?,
     };
-    // A session counts against `max_sessions` once its start is accepted.
-    let start = start.and_then(|start| {
-        if hub.active_ingests.fetch_add(1, Relaxed) >= limits.max_sessions {
-            hub.active_ingests.fetch_sub(1, Relaxed);
-            let n = limits.max_sessions;
-            return Err(too_many(&format!(
-                "the server already has {n} ingest sessions; try again later"
-            )));
-        }
-        Ok(start)
-    });
     match start {
-        Ok(start) => {
-            hub.metrics.sessions.fetch_add(1, Relaxed);
-            Some((start, model, Slot(Arc::clone(hub))))
-        }
+        Ok(start) => Some(start),
         Err((code, msg)) => {
             refuse(ws, hub, code, &msg).await;
             None
@@ -241,43 +194,6 @@ async fn read_start(ws: &mut Ws, start_secs: u64) -> Option<Result<Start, (Error
         }
         Ok(Some(Err(_)) | None) => return None,
     })
-}
-
-/// Join room `id` as participant `speaker` (one ingest per participant), with
-/// where its segment ids and times continue; `None` after refusing the socket.
-async fn claim(
-    ws: &mut Ws,
-    hub: &Arc<Hub>,
-    id: &str,
-    speaker: &str,
-) -> Option<(Arc<Session>, Continuation)> {
-    let data_dir = hub.config.data_dir.as_deref();
-    let max_speakers = hub.config.limits.max_speakers_per_room;
-    let claimed = hub.session(id, true).await.and_then(|s| {
-        let s = s.expect("created");
-        Ok((s.begin_ingest(data_dir, speaker, max_speakers)?, s))
-    });
-    match claimed {
-        Ok((Claim::Joined(c), s)) => Some((s, c)),
-        Ok((Claim::Busy, _)) => {
-            let msg = match speaker {
-                "" => format!("session {id} already has an ingest connection without a speaker; name each participant with \"speaker\" in start"),
-                _ => format!("speaker {speaker:?} already has an ingest connection in session {id}"),
-            };
-            refuse(ws, hub, ErrorCode::SessionBusy, &msg).await;
-            None
-        }
-        Ok((Claim::Full(n), _)) => {
-            let msg = format!("session {id} already has {n} speakers (max_speakers_per_room)");
-            refuse(ws, hub, ErrorCode::TooManySessions, &msg).await;
-            None
-        }
-        Err(e) => {
-            hub.log(format_args!("session {id}: {e}"));
-            refuse(ws, hub, ErrorCode::Internal, "the session journal cannot be opened").await;
-            None
-        }
-    }
 }
 
 /// Close the connection as `end` says, let the client's close frame arrive
@@ -406,7 +322,7 @@ async fn read_loop(
     stream: &mut futures_util::stream::SplitStream<Ws>,
     hub: &Hub,
     start: &Start,
-    input: &std_mpsc::Sender<Input>,
+    feed: &Feed,
     out: &mpsc::UnboundedSender<Out>,
 ) -> End {
     let limits = &hub.config.limits;
@@ -443,7 +359,7 @@ async fn read_loop(
             Message::Binary(bytes) => match pace.audio(&bytes) {
                 Ok((audio, ms)) => {
                     hub.metrics.audio_ms.fetch_add(ms, Relaxed);
-                    if input.send(audio).is_err() {
+                    if !feed.push(audio) {
                         return End::Failed(None); // the engine failed and has said so
                     }
                 }
@@ -486,6 +402,8 @@ async fn write_loop(
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 return Some(code.close_code());
             }
+            // The native protocol says the language in `ready`.
+            Out::Language { .. } => continue,
             Out::Close(code, reason) => {
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {

@@ -15,6 +15,7 @@ mod guard;
 mod ingest;
 mod routes;
 mod viewers;
+mod whisperlive;
 pub(crate) mod ws;
 
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub(crate) struct App {
     pub(crate) hub: Arc<Hub>,
     pub(crate) tasks: TaskToken,
     pub(crate) limiter: Arc<AuthLimiter>,
+    /// The `--whisperlive-listen` port: every path is WhisperLive's WebSocket.
+    pub(crate) whisperlive_only: bool,
 }
 
 /// A JSON error body, as every refused HTTP request gets.
@@ -64,8 +67,14 @@ pub(crate) async fn accept_loop(
     hub: Arc<Hub>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: TaskToken,
+    whisperlive_only: bool,
 ) {
-    let app = App { hub: Arc::clone(&hub), tasks: tasks.clone(), limiter: Default::default() };
+    let app = App {
+        hub: Arc::clone(&hub),
+        tasks: tasks.clone(),
+        limiter: Default::default(),
+        whisperlive_only,
+    };
     let router = routes::router(app);
     let mut shutdown = hub.shutdown.clone();
     loop {

@@ -12,7 +12,7 @@ use axum::{Extension, Router};
 
 use super::guard::{guard, Caller};
 use super::ws::{Ws, WsUpgrade};
-use super::{ingest, viewers};
+use super::{ingest, viewers, whisperlive};
 use super::{json_error, App};
 use crate::caption::{self, CaptionFormat, LayoutOptions};
 use crate::server::metrics::Metrics;
@@ -28,11 +28,20 @@ const VIEWER_MESSAGE: usize = 1 << 12;
 
 /// Every route, behind the guard; every answer is `Cache-Control: no-store`.
 pub(super) fn router(app: App) -> Router {
+    if app.whisperlive_only {
+        // `--whisperlive-listen`: WhisperLive's clients connect to the root, or
+        // any path they were given.
+        return Router::new()
+            .fallback(whisperlive)
+            .layer(middleware::from_fn_with_state(app.clone(), guard))
+            .layer(middleware::map_response(answer_headers))
+            .with_state(app);
+    }
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/", get(|| async { Html(OVERLAY) }))
+        .route("/", get(root))
         .route("/v1/sessions/{id}/transcript", get(transcript))
         .route("/v1/ingest/{id}", get(ingest))
         .route("/v1/captions/{id}", get(captions))
@@ -100,6 +109,38 @@ fn script_of(query: &HashMap<String, String>, code: &str) -> Result<Script, Box<
 /// socket refuses only what is far past it.
 fn ingest_message(hub: &Hub) -> usize {
     hub.config.limits.max_frame_bytes.saturating_mul(4).max(1 << 16)
+}
+
+/// `/`: the overlay page, or WhisperLive's WebSocket (its clients connect to the
+/// server's root).
+async fn root(state: State<App>, request: axum::extract::Request) -> Response {
+    if !super::ws::is_websocket(request.headers()) {
+        return Html(OVERLAY).into_response();
+    }
+    whisperlive(state, request).await
+}
+
+/// A WhisperLive connection (see `whisperlive`).
+async fn whisperlive(State(app): State<App>, request: axum::extract::Request) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    let query = Query::<HashMap<String, String>>::from_request_parts(&mut parts, &app)
+        .await
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let Some(caller) = parts.extensions.get::<Caller>().cloned() else {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no caller");
+    };
+    let upgrade = match WsUpgrade::from_request_parts(&mut parts, &app).await {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused,
+    };
+    let hub = Arc::clone(&app.hub);
+    let max = ingest_message(&hub);
+    upgrade.on_upgrade(max, app.tasks.clone(), move |ws: Ws| async move {
+        hub.log(format_args!("{}: whisperlive ({})", caller.client.addr, caller.who));
+        whisperlive::run(ws, hub, query, caller.client).await;
+    })
 }
 
 async fn ingest(
