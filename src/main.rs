@@ -33,6 +33,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant (serve's options) is no cost.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Transcribe an audio file (WAV) into captions.

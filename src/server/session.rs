@@ -304,13 +304,9 @@ impl Session {
     /// echoed to their speaker's client.
     fn release(&self, state: &mut State, now: Instant) -> Released {
         let mut released = Released::default();
-        loop {
-            let Some(first) =
-                state.pending.iter().enumerate().min_by_key(|(_, p)| p.event.span().0)
-            else {
-                break;
-            };
-            let (index, first) = (first.0, first.1);
+        while let Some((index, first)) =
+            state.pending.iter().enumerate().min_by_key(|(_, p)| p.event.span().0)
+        {
             let start = first.event.span().0;
             let own = first.speaker.as_deref().unwrap_or("");
             let others_past = state.watermarks.iter().all(|(who, &w)| who == own || w >= start);
