@@ -257,7 +257,7 @@ fn rss_kib() -> u64 {
 #[test]
 fn speech_after_silence_arriving_in_big_pieces_is_not_lost() {
     let _lock = whisper_lock();
-    let model = Arc::new(WhisperModel::load(&model("ggml-tiny.en.bin")).unwrap());
+    let model = Arc::new(WhisperModel::load(model("ggml-tiny.en.bin")).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("b.wav");
     let said = "Thank you. The new release is ready for testing on Monday.";
