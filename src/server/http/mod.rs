@@ -6,13 +6,15 @@
 //! TcpListener ─► allow-list ─► TLS? ─► hyper http1 ─► guard layer ─► routes
 //!                (403 / close)          (head timeout)  (Host, auth,     ├ /livez /readyz /metrics /
 //!                                                        rate limit,     ├ /v1/sessions/{id}/transcript
-//!                                                        Origin)         └ /v1/ingest|captions/{id} ─► ws loops
+//!                                                        Origin)         ├ /v1/ingest|captions/{id} ─► ws loops
+//!                                                                        └ POST /v1/audio/transcriptions (OpenAI)
 //! ```
 //! Nothing here holds captioning logic: the WebSocket loops in `ingest` and
 //! `viewers` call the hub.
 
 mod guard;
 mod ingest;
+mod openai;
 mod routes;
 mod viewers;
 pub(crate) mod ws;
@@ -50,6 +52,8 @@ pub(crate) struct App {
     pub(crate) hub: Arc<Hub>,
     pub(crate) tasks: TaskToken,
     pub(crate) limiter: Arc<AuthLimiter>,
+    /// File transcriptions in progress (`POST /v1/audio/transcriptions`).
+    pub(crate) uploads: Arc<openai::Uploads>,
 }
 
 /// A JSON error body, as every refused HTTP request gets.
@@ -65,7 +69,12 @@ pub(crate) async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: TaskToken,
 ) {
-    let app = App { hub: Arc::clone(&hub), tasks: tasks.clone(), limiter: Default::default() };
+    let app = App {
+        hub: Arc::clone(&hub),
+        tasks: tasks.clone(),
+        limiter: Default::default(),
+        uploads: Default::default(),
+    };
     let router = routes::router(app);
     let mut shutdown = hub.shutdown.clone();
     loop {
