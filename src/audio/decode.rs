@@ -193,7 +193,10 @@ fn decode_compressed(bytes: Vec<u8>, format: AudioFormat, name: &Path) -> Result
     let mut hint = Hint::new();
     hint.with_extension(format.extension());
     let probed = symphonia::default::get_probe()
-        .format(&hint, stream, &FormatOptions::default(), &MetadataOptions::default())
+        // Gapless: the encoder's delay and padding are cut where the container says
+        // how much (MP3 with a LAME header, Ogg); symphonia 0.5 does not read M4A's
+        // edit list, so M4A keeps its encoder delay (1024 to 2112 samples).
+        .format(&hint, stream, &gapless(), &MetadataOptions::default())
         .map_err(|e| match e {
             SymError::Unsupported(_) => bad(format!(
                 "it starts like {format} but its container cannot be read ({e}); supported: {SUPPORTED_FORMATS}"
@@ -280,6 +283,10 @@ fn decode_compressed(bytes: Vec<u8>, format: AudioFormat, name: &Path) -> Result
         return Err(bad(format!("the {format} file contains no audio samples")));
     };
     Ok(AudioBuffer { samples, sample_rate, channels })
+}
+
+fn gapless() -> FormatOptions {
+    FormatOptions { enable_gapless: true, ..Default::default() }
 }
 
 /// A codec's name, also for codecs not compiled in (which symphonia cannot name).

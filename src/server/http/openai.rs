@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::guard::Caller;
 use super::App;
-use crate::audio::{decode_audio, AudioFormat, SUPPORTED_FORMATS};
+use crate::audio::{decode_audio, AudioFormat};
 use crate::caption::{escape_vtt, format_srt_time, format_vtt_time};
 use crate::server::audit;
 use crate::text::{CaptionRedactor, Redactor, Script};
@@ -289,11 +289,7 @@ fn audio_error(file: &[u8], e: Error) -> ApiError {
         e => e.to_string(),
     };
     if !file.is_empty() && AudioFormat::sniff(file).is_none() {
-        return ApiError::bad(
-            "unsupported_format",
-            "file",
-            format!("{reason}. Supported formats: {SUPPORTED_FORMATS}"),
-        );
+        return ApiError::bad("unsupported_format", "file", reason);
     }
     ApiError::bad("invalid_audio", "file", format!("the audio cannot be decoded: {reason}"))
 }
@@ -312,6 +308,10 @@ async fn read_fields(mut multipart: Multipart, max_file: usize) -> Result<Upload
             let mut bytes = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(malformed)? {
                 if bytes.len() + chunk.len() > max_file {
+                    // Read on a little, so that a client still sending sees the answer
+                    // rather than a reset connection.
+                    let drain = async { while let Ok(Some(_)) = field.chunk().await {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
                     return Err(too_large(max_file));
                 }
                 bytes.extend_from_slice(&chunk);
