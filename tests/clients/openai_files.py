@@ -133,6 +133,13 @@ def main():
         except openai.BadRequestError as e:
             check(e.body.get("param") == "response_format", f"error body {e.body!r}")
             print(f"bad format: {e.status_code} {e.body.get('code')}")
+        # cantocap's own `script` field, as the SDK sends extra fields.
+        try:
+            create("json", extra_body={"script": "klingon"})
+            check(False, "script klingon was accepted")
+        except openai.BadRequestError as e:
+            check(e.body.get("param") == "script", f"error body {e.body!r}")
+            print(f"bad script: {e.status_code} {e.body.get('code')}")
     print("ok")
 
 
