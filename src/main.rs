@@ -44,7 +44,7 @@ enum Command {
   cantocap transcribe english.wav --language en --model models/ggml-tiny.en.bin
 
 Input: WAV (PCM 8/16/24/32-bit integer or 32-bit float), FLAC, MP3, Ogg Vorbis or
-M4A (AAC-LC), told apart by their contents, not their names; any sample rate (8 to
+M4A (AAC-LC), told apart by their contents, not their names; any sample rate (4 to
 384 kHz) and channel count, downmixed and resampled to 16 kHz. Convert other formats
 (Opus, AIFF, WebM, video files) first, e.g. `ffmpeg -i in.webm -ar 16000 -ac 1 out.wav`.
 
