@@ -18,7 +18,8 @@ cd "$(dirname "$0")"
 mode=${1:-demo}
 
 # chromium: the overlay page test (tests/integration/overlay.rs) loads the page in it.
-packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git chromium)
+# ffmpeg: the audio format tests (tests/integration/formats.rs) encode MP3, M4A, Ogg, FLAC.
+packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git chromium ffmpeg)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -82,8 +83,10 @@ case "$mode" in
     ;;
   test)
     # jiwer (PyPI), beside the build: the eval test checks `cantocap eval`'s error
-    # rates against it.
+    # rates against it. openai: the official SDK, against `cantocap serve`
+    # (tests/integration/openai_files.rs).
     [ -d target/py/jiwer ] || pip3 install --quiet --target target/py jiwer==4.0.0
+    [ -d target/py/openai ] || pip3 install --quiet --target target/py openai==3.60.0
     cargo test --release -- --test-threads=2
     ;;
   *)

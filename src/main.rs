@@ -37,21 +37,23 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Transcribe an audio file (WAV) into captions.
+    /// Transcribe an audio file (WAV, FLAC, MP3, Ogg Vorbis, M4A) into captions.
     #[command(after_help = "Examples:
   cantocap transcribe talk.wav                       SRT on stdout, Hong Kong script
+  cantocap transcribe interview.m4a -o interview.srt
   cantocap transcribe talk.wav -o talk.vtt           format from the extension
   cantocap transcribe talk.wav --format jsonl --script cn
   cantocap transcribe english.wav --language en --model models/ggml-tiny.en.bin
 
-Input: WAV (PCM 8/16/24/32-bit integer or 32-bit float), any sample rate and channel
-count; it is downmixed and resampled to 16 kHz. Convert other formats first, e.g.
-`sox in.mp3 out.wav` or `ffmpeg -i in.m4a out.wav`.
+Input: WAV (PCM 8/16/24/32-bit integer or 32-bit float), FLAC, MP3, Ogg Vorbis or
+M4A (AAC-LC), told apart by their contents, not their names; any sample rate (4 to
+384 kHz) and channel count, downmixed and resampled to 16 kHz. Convert other formats
+(Opus, AIFF, WebM, video files) first, e.g. `ffmpeg -i in.webm -ar 16000 -ac 1 out.wav`.
 
 Personal data (HKID, phone, email, card and bank account numbers) is redacted in every
 format by default; --redact none keeps it, --redact phone,hkid chooses kinds.")]
     Transcribe(TranscribeArgs),
-    /// Live captions from the microphone, or from a WAV file at real-time pace.
+    /// Live captions from the microphone, or from an audio file at real-time pace.
     #[command(after_help = "Examples:
   cantocap live                                   default microphone, captions in the terminal
   cantocap live --device USB --srt talk.srt       a named input, SRT written as you speak
@@ -98,7 +100,7 @@ next final.")]
 
 #[derive(Args)]
 struct TranscribeArgs {
-    /// The audio file (WAV).
+    /// The audio file: WAV, FLAC, MP3, Ogg Vorbis or M4A/AAC.
     file: PathBuf,
     /// Write captions here instead of stdout (written whole when done; an existing
     /// file is replaced only on success).
@@ -131,7 +133,7 @@ struct TranscribeArgs {
 
 #[derive(Args)]
 struct LiveArgs {
-    /// Stream this WAV file instead of the microphone.
+    /// Stream this audio file (WAV, FLAC, MP3, Ogg Vorbis, M4A) instead of the microphone.
     #[arg(short, long, value_name = "FILE.wav")]
     input: Option<PathBuf>,
     /// Microphone to use (part of its name, see `cantocap devices`) [default: the system default].
@@ -387,12 +389,15 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Read a WAV file, saying on stderr when it was cut short (an interrupted copy, a
-/// crashed recorder): what is there is still transcribed.
+/// Read an audio file (WAV, FLAC, MP3, Ogg Vorbis, M4A), saying on stderr when a WAV
+/// file was cut short (an interrupted copy, a crashed recorder): what is there is still
+/// transcribed.
 pub(crate) fn read_audio(path: &Path) -> Result<cantocap::audio::AudioBuffer> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let (audio, info) = cantocap::audio::read_wav_with_info(io::BufReader::new(file), path)?;
-    if info.truncated {
+    if let Err(e) = File::open(path) {
+        return Err(e).with_context(|| format!("cannot open {}", path.display()));
+    }
+    let (audio, info) = cantocap::audio::read_audio_file(path)?;
+    if let Some(info) = info.filter(|i| i.truncated) {
         let held = audio.duration_ms() as f64 / 1000.0;
         let declared = info
             .declared_frames

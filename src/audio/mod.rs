@@ -1,7 +1,8 @@
-//! Audio in: WAV files, downmixing and resampling to 16 kHz mono.
+//! Audio in: audio files (WAV, FLAC, MP3, Ogg Vorbis, M4A/AAC), downmixing and
+//! resampling to 16 kHz mono.
 //!
-//! Everything meets here on its way to Whisper: [`read_wav`] turns a file into an
-//! [`AudioBuffer`] of interleaved `f32`, and [`AudioBuffer::to_whisper_input`] (or
+//! Everything meets here on its way to Whisper: [`read_audio_file`] and [`decode_audio`]
+//! turn a file into an [`AudioBuffer`] of interleaved `f32` ([`read_wav`] for WAV alone), and [`AudioBuffer::to_whisper_input`] (or
 //! [`to_16k_mono`] for plain slices) averages the channels and resamples to 16 kHz. Live
 //! input (microphone, WebSocket) arrives in pieces and goes through a
 //! [`StreamResampler`] instead, which gives the same samples as the whole-buffer path.
@@ -29,6 +30,7 @@
 //! # Ok::<(), cantocap::Error>(())
 //! ```
 
+mod decode;
 #[cfg(feature = "mic")]
 pub mod mic;
 mod resample;
@@ -36,6 +38,9 @@ pub mod silero;
 pub mod vad;
 mod wav;
 
+pub use decode::{
+    decode_audio, decode_audio_with_info, read_audio_file, AudioFormat, SUPPORTED_FORMATS,
+};
 pub use resample::{
     downmix, to_16k_mono, StreamResampler, FILTER_TAPS, MAX_CHANNELS, MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE, WHISPER_SAMPLE_RATE,

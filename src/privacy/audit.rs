@@ -66,6 +66,11 @@ pub enum Event {
     LimitHit,
     /// A transcript was downloaded (`captions`, `detail`: the format).
     TranscriptRead,
+    /// A file was transcribed through the OpenAI-compatible endpoint
+    /// (`POST /v1/audio/transcriptions`): `audio_s`, `captions` (segments),
+    /// `redactions`, `detail` (the response format), or refused after
+    /// authentication (`detail`: the error code, such as `invalid_audio`).
+    FileTranscribed,
     /// The server started with a configuration (`detail`: a summary without secrets).
     ConfigLoaded,
     /// Retention or `cantocap purge` removed old session files: one record per

@@ -78,6 +78,15 @@ pub struct Limits {
     /// the session again; without one they are gone (viewers then get
     /// `unknown_session`). Default 600 (10 min).
     pub session_linger_secs: u64,
+    /// Largest file `POST /v1/audio/transcriptions` accepts, in bytes (413 above
+    /// it). Default 26 214 400 (25 MiB, OpenAI's own limit).
+    pub max_upload_bytes: usize,
+    /// Longest audio that endpoint transcribes, in seconds (400 `audio_too_long`
+    /// above it; a small compressed file can hold hours). Default 7200 (2 h).
+    pub max_upload_secs: u64,
+    /// File transcriptions at the same time (each also takes a decode slot while it
+    /// decodes); more get 429. Default 2.
+    pub max_concurrent_uploads: usize,
     /// At shutdown, seconds to wait for active sessions to finalize their last
     /// audio before every client is closed anyway. Default 60.
     pub shutdown_grace_secs: u64,
@@ -106,6 +115,9 @@ impl Default for Limits {
             viewer_write_secs: 10,
             decode_slots: (cores / threads).max(1),
             session_linger_secs: 600,
+            max_upload_bytes: 25 * 1024 * 1024,
+            max_upload_secs: 2 * 3600,
+            max_concurrent_uploads: 2,
             shutdown_grace_secs: 60,
         }
     }
@@ -223,6 +235,8 @@ impl Default for ServerConfig {
 ///
 /// [limits]
 /// max_sessions = 4
+/// max_upload_bytes = 52428800     # POST /v1/audio/transcriptions: 50 MiB files
+/// max_upload_secs = 3600          # … of at most an hour of audio
 ///
 /// [[webhooks]]                    # signed POSTs of finals; see docs/WEBHOOKS.md
 /// url = "https://erp.example.org/hooks/captions"

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{json_error, ws, App};
+use super::{openai, ws, App};
 use crate::server::audit::{self, Client};
 use crate::server::auth::{self, Denied, Role, Scope};
 use crate::server::protocol::valid_session_id;
@@ -108,6 +108,9 @@ fn needs(path: &str, whisperlive: bool) -> Result<Option<(Role, Option<&str>)>, 
         ["v1", "captions", id] | ["v1", "sessions", id, "transcript"] => {
             Some((Role::View, Some(*id)))
         }
+        // File transcription sends audio, so it needs `ingest`; it uses the server's
+        // compute outside any session, so not a token limited to one session.
+        ["v1", "audio", "transcriptions"] => Some((Role::Ingest, None)),
         _ => return Err(()),
     })
 }
@@ -128,6 +131,20 @@ pub(crate) fn loopback_host(host: &str) -> bool {
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A refusal in the shape the path's clients expect: OpenAI's for `/v1/audio/…`,
+/// cantocap's own elsewhere.
+fn json_error(path: &str, status: StatusCode, code: &str, message: &str) -> Response {
+    if openai::is_openai_path(path) {
+        let code = match status {
+            StatusCode::UNAUTHORIZED => "invalid_api_key",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
+            _ => code,
+        };
+        return openai::error(status, code, message, None);
+    }
+    super::json_error(status, code, message)
 }
 
 fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -159,7 +176,7 @@ pub(crate) async fn guard(
     let path = request.uri().path().to_string();
     let whisperlive = app.whisperlive_only || (path == "/" && ws::is_websocket(request.headers()));
     let Ok(needs) = needs(&path, whisperlive) else {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
+        return json_error(&path, StatusCode::NOT_FOUND, "not_found", "no such endpoint");
     };
     let headers = request.headers();
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own
@@ -171,6 +188,7 @@ pub(crate) async fn guard(
     {
         hub.log(format_args!("{peer}: {path} refused: Host is not a loopback name"));
         return json_error(
+            &path,
             StatusCode::FORBIDDEN,
             "forbidden",
             "this server answers only to localhost, 127.0.0.1 or [::1] in the Host header",
@@ -185,6 +203,7 @@ pub(crate) async fn guard(
             if let Verdict::Limited(wait) = app.limiter.check(peer.ip(), now) {
                 let secs = wait.as_secs().max(1).to_string();
                 let mut refused = json_error(
+                    &path,
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     "too many failed authentications from this address; try again later",
@@ -199,7 +218,7 @@ pub(crate) async fn guard(
             let scope = match (&decoded, path.as_str()) {
                 (Some(id), _) => Scope::Session(id),
                 (None, _) if whisperlive => room.as_deref().map_or(Scope::Server, Scope::Session),
-                (None, "/metrics") => Scope::Server,
+                (None, "/metrics" | openai::PATH) => Scope::Server,
                 (None, _) => Scope::Page,
             };
             let token = auth::presented_token(
@@ -224,7 +243,7 @@ pub(crate) async fn guard(
     {
         hub.log(format_args!("{peer}: {path} refused: origin not allowed"));
         audit_refusal(hub, peer, session.as_deref(), "origin_not_allowed");
-        return json_error(StatusCode::FORBIDDEN, "forbidden", "this Origin is not allowed");
+        return json_error(&path, StatusCode::FORBIDDEN, "forbidden", "this Origin is not allowed");
     }
     let client = Client { addr: peer, token: (!config.tokens.is_empty()).then(|| who.clone()) };
     request.extensions_mut().insert(Caller { who, client });
@@ -301,7 +320,7 @@ fn refuse(
             Denied::Forbidden(_) => "forbidden_role",
         },
     );
-    let mut response = json_error(status, code, message);
+    let mut response = json_error(path, status, code, message);
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ascii"));
     }
@@ -366,6 +385,8 @@ mod tests {
         assert_eq!(needs("/", false), Ok(Some((Role::View, None))));
         assert_eq!(needs("/", true), Ok(Some((Role::Ingest, None))));
         assert_eq!(needs("/anything", true), Ok(Some((Role::Ingest, None))));
+        assert_eq!(needs("/v1/audio/transcriptions", false), Ok(Some((Role::Ingest, None))));
+        assert_eq!(needs("/v1/audio/translations", false), Err(()));
         assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
     }
 }

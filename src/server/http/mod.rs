@@ -6,13 +6,15 @@
 //! TcpListener ─► allow-list ─► TLS? ─► hyper http1 ─► guard layer ─► routes
 //!                (403 / close)          (head timeout)  (Host, auth,     ├ /livez /readyz /metrics /
 //!                                                        rate limit,     ├ /v1/sessions/{id}/transcript
-//!                                                        Origin)         └ /v1/ingest|captions/{id} ─► ws loops
+//!                                                        Origin)         ├ /v1/ingest|captions/{id} ─► ws loops
+//!                                                                        └ POST /v1/audio/transcriptions (OpenAI)
 //! ```
 //! Nothing here holds captioning logic: the WebSocket loops in `ingest` and
 //! `viewers` call the hub.
 
 mod guard;
 mod ingest;
+mod openai;
 mod routes;
 mod viewers;
 mod whisperlive;
@@ -53,6 +55,8 @@ pub(crate) struct App {
     pub(crate) limiter: Arc<AuthLimiter>,
     /// The `--whisperlive-listen` port: every path is WhisperLive's WebSocket.
     pub(crate) whisperlive_only: bool,
+    /// File transcriptions in progress (`POST /v1/audio/transcriptions`).
+    pub(crate) uploads: Arc<openai::Uploads>,
 }
 
 /// A JSON error body, as every refused HTTP request gets.
@@ -74,6 +78,7 @@ pub(crate) async fn accept_loop(
         tasks: tasks.clone(),
         limiter: Default::default(),
         whisperlive_only,
+        uploads: Default::default(),
     };
     let router = routes::router(app);
     let mut shutdown = hub.shutdown.clone();

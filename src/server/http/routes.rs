@@ -3,16 +3,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 
 use super::guard::{guard, Caller};
 use super::ws::{Ws, WsUpgrade};
-use super::{ingest, viewers, whisperlive};
+use super::{ingest, openai, viewers, whisperlive};
 use super::{json_error, App};
 use crate::caption::{self, CaptionFormat, LayoutOptions};
 use crate::server::metrics::Metrics;
@@ -45,6 +46,13 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/sessions/{id}/transcript", get(transcript))
         .route("/v1/ingest/{id}", get(ingest))
         .route("/v1/captions/{id}", get(captions))
+        // The upload's size is checked as it is read (`limits.max_upload_bytes`).
+        .route(
+            openai::PATH,
+            post(openai::transcriptions)
+                .fallback(openai::method_not_allowed)
+                .layer(DefaultBodyLimit::disable()),
+        )
         // The guard answers unknown paths (404); this is for the layers to cover them.
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
