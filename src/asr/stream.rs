@@ -30,7 +30,9 @@
 //!   `trim_after_ms`, so cost stays flat for hours; a hard cap (`max_buffer_ms`)
 //!   forces a commit at the widest gap between words.
 //! - Guards: no decoding without speech; Whisper's no-speech and log-probability
-//!   signals, the subtitle-credit filter and the loop cutter from
+//!   signals, the subtitle-credit filter, the prompt-echo check (a window whose
+//!   text follows the Cantonese prompt is decoded again without it, counted in
+//!   [`StreamStats::echo_redecodes`]) and the loop cutter from
 //!   [`guards`](super::guards).
 //!
 //! Time inside is the audio pushed, so the same samples always give the same events.
@@ -43,7 +45,7 @@ use std::time::Instant;
 
 use super::language::LanguagePlan;
 use super::whisper::{
-    join_units, keep_all, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel,
+    join_units, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel,
 };
 use crate::audio::{StreamResampler, Vad, VadOptions, WHISPER_SAMPLE_RATE};
 pub use crate::segment::CaptionEvent;
@@ -109,6 +111,12 @@ pub struct StreamStats {
     pub compute_ms: u64,
     /// Audio decoded, summed over decodes (a measure of the work), in ms.
     pub decoded_audio_ms: u64,
+    /// Windows decoded a second time, without the Cantonese prompt, because their
+    /// text held runs of its characters (see
+    /// [`TranscribeOptions::echo_check`](crate::asr::TranscribeOptions::echo_check)).
+    /// Not counted in `decodes`; their time is in `compute_ms`, their audio in
+    /// `decoded_audio_ms`.
+    pub echo_redecodes: u64,
     /// Language detections run (with several languages, until an utterance's is
     /// settled; each costs about an encoder pass).
     pub language_detections: u64,
@@ -432,16 +440,24 @@ impl StreamingTranscriber {
         } else {
             &self.buffer
         };
-        let decoded = self.model.decode(&mut self.state, audio, &self.opts.transcribe, &request)?;
+        // Echoes are judged against the fixed prompt only: a speaker may well
+        // repeat what was committed. The check for them decodes again with the
+        // committed text alone as prompt.
+        let initial_prompt = choice.prompt.as_deref().unwrap_or("");
+        let (kept, redecoded) = self.model.decode_kept(
+            &mut self.state,
+            audio,
+            &self.opts.transcribe,
+            &request,
+            initial_prompt,
+        )?;
         self.stats.decodes += 1;
+        self.stats.echo_redecodes += u64::from(redecoded);
         self.stats.compute_ms += started.elapsed().as_millis() as u64;
-        self.stats.decoded_audio_ms += window_ms;
+        self.stats.decoded_audio_ms += window_ms * (1 + u64::from(redecoded));
 
         let offset_ms = self.buffer_start / SAMPLES_PER_MS;
-        // Echoes are judged against the fixed prompt only: a speaker may well
-        // repeat what was committed.
-        let initial_prompt = choice.prompt.as_deref().unwrap_or("");
-        let mut units: Vec<Unit> = keep_all(decoded, &self.opts.transcribe, initial_prompt)
+        let mut units: Vec<Unit> = kept
             .into_iter()
             .flat_map(|d| d.units)
             .filter(|u| u.start_ms <= window_ms) // nothing from the padding

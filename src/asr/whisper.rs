@@ -1,6 +1,7 @@
 //! One Whisper model, loaded once, transcribing 16 kHz mono audio into segments.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
@@ -47,6 +48,13 @@ pub struct TranscribeOptions {
     /// Drop the subtitle-credit lines Whisper invents on silence and cut repetition
     /// loops (see [`super::guards`]). Default true.
     pub guards: bool,
+    /// With the guards on: when a window decoded with the automatic Cantonese
+    /// prompt (or yours) still holds runs of the prompt's characters once its echoes
+    /// are dropped ([`guards::echo_suspects`]), decode it again without the prompt
+    /// and keep those runs only where that decode has them too
+    /// ([`guards::unconfirmed_echoes`]). Only such windows pay the second decode.
+    /// Default true.
+    pub echo_check: bool,
     /// When a decode looks bad (repetitive or improbable), retry it at higher
     /// temperatures, as Whisper does. Default true. Costs up to six decodes of a
     /// window; the streaming engine turns it off (a bad window is decoded again a
@@ -78,6 +86,7 @@ impl Default for TranscribeOptions {
             logprob_threshold: -1.0,
             suppress_non_speech: true,
             guards: true,
+            echo_check: true,
             temperature_fallback: true,
             vad: true,
             vad_model: None,
@@ -92,6 +101,8 @@ pub struct WhisperModel {
     ctx: WhisperContext,
     header: GgmlHeader,
     path: PathBuf,
+    /// Windows decoded again without the prompt (see [`TranscribeOptions::echo_check`]).
+    echo_redecodes: AtomicU64,
 }
 
 impl std::fmt::Debug for WhisperModel {
@@ -119,7 +130,14 @@ impl WhisperModel {
             path: path.to_path_buf(),
             reason: format!("whisper.cpp refused it ({e})"),
         })?;
-        Ok(Self { ctx, header, path: path.to_path_buf() })
+        Ok(Self { ctx, header, path: path.to_path_buf(), echo_redecodes: AtomicU64::new(0) })
+    }
+
+    /// How many windows were decoded a second time, without the prompt, to check
+    /// for its echoes (see [`TranscribeOptions::echo_check`]), by every user of this
+    /// model since it was loaded.
+    pub fn echo_redecodes(&self) -> u64 {
+        self.echo_redecodes.load(Ordering::Relaxed)
     }
 
     /// The model file's header (sizes, vocabulary, mel bins).
@@ -187,13 +205,15 @@ impl WhisperModel {
         if !plan.is_mixed() {
             let choice = &plan.choices[0];
             let request = DecodeRequest::whole(choice);
-            let decoded =
-                self.decode_with_progress(&mut state, samples, opts, &request, progress)?;
-            return Ok(keep_all(decoded, opts, request.prompt)
-                .into_iter()
-                .map(|d| d.segment)
-                .filter(|s| has_speech(s))
-                .collect());
+            let (kept, _) = self.decode_kept_with_progress(
+                &mut state,
+                samples,
+                opts,
+                &request,
+                request.prompt,
+                progress,
+            )?;
+            return Ok(kept.into_iter().map(|d| d.segment).filter(|s| has_speech(s)).collect());
         }
         // Several languages: each utterance's is detected, then runs of utterances in
         // the same language are decoded together (Whisper writes a sentence better
@@ -217,10 +237,10 @@ impl WhisperModel {
         for (i, &(from, to, language)) in runs.iter().enumerate() {
             let request = DecodeRequest::whole(&plan.choices[language]);
             let offset_ms = from as u64 * 1000 / u64::from(WHISPER_SAMPLE_RATE);
-            let decoded = self.decode(&mut state, &samples[from..to], opts, &request)?;
+            let (kept, _) =
+                self.decode_kept(&mut state, &samples[from..to], opts, &request, request.prompt)?;
             segments.extend(
-                keep_all(decoded, opts, request.prompt)
-                    .into_iter()
+                kept.into_iter()
                     .map(|d| Segment {
                         start_ms: d.segment.start_ms + offset_ms,
                         end_ms: d.segment.end_ms + offset_ms,
@@ -319,6 +339,68 @@ impl WhisperModel {
         request: &DecodeRequest<'_>,
     ) -> Result<Vec<Decoded>> {
         self.decode_with_progress(state, samples, opts, request, |_| {})
+    }
+
+    /// One decode of a window with the guards applied ([`keep_all`]), checked for
+    /// echoes of `echo_prompt`: the fixed prompt (Cantonese, or the user's) at the
+    /// start of the request's prompt, whose echoes are looked for. When the guards
+    /// and [`TranscribeOptions::echo_check`] are on and a kept segment holds runs
+    /// that may be copied from it ([`guards::echo_suspects`]), the window is decoded
+    /// again with the request's prompt less `echo_prompt`, and in each segment the
+    /// runs that decode does not confirm around the segment's time (a second either
+    /// side) are dropped ([`guards::unconfirmed_echoes`]). The one building block of
+    /// both [`transcribe`](Self::transcribe) and the streaming engine.
+    ///
+    /// Returns the kept segments, and whether the second decode ran.
+    pub fn decode_kept(
+        &self,
+        state: &mut DecodeState,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+        request: &DecodeRequest<'_>,
+        echo_prompt: &str,
+    ) -> Result<(Vec<Decoded>, bool)> {
+        self.decode_kept_with_progress(state, samples, opts, request, echo_prompt, |_| {})
+    }
+
+    fn decode_kept_with_progress(
+        &self,
+        state: &mut DecodeState,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+        request: &DecodeRequest<'_>,
+        echo_prompt: &str,
+        progress: impl FnMut(i32) + 'static,
+    ) -> Result<(Vec<Decoded>, bool)> {
+        let decoded = self.decode_with_progress(state, samples, opts, request, progress)?;
+        let mut kept = keep_all(decoded, opts, echo_prompt);
+        let rest = match request.prompt.strip_prefix(echo_prompt) {
+            Some(rest) if opts.guards && opts.echo_check && !echo_prompt.is_empty() => rest,
+            _ => return Ok((kept, false)),
+        };
+        if kept.iter().all(|d| guards::echo_suspects(&d.segment.text, echo_prompt).is_empty()) {
+            return Ok((kept, false));
+        }
+        let unprompted_request = DecodeRequest { prompt: rest, units: false, ..request.clone() };
+        let unprompted = self.decode(state, samples, opts, &unprompted_request)?;
+        self.echo_redecodes.fetch_add(1, Ordering::Relaxed);
+        for d in &mut kept {
+            let (from, to) = (d.segment.start_ms.saturating_sub(1000), d.segment.end_ms + 1000);
+            let heard: Vec<&str> = unprompted
+                .iter()
+                .filter(|u| u.segment.start_ms <= to && u.segment.end_ms >= from)
+                .map(|u| u.segment.text.as_str())
+                .collect();
+            let heard = heard.join(" ");
+            let dropped = guards::unconfirmed_echoes(&d.segment.text, &heard, echo_prompt);
+            if !dropped.is_empty() {
+                drop_units(&mut d.units, &dropped);
+                d.segment.text =
+                    guards::drop_unconfirmed_echoes(&d.segment.text, &heard, echo_prompt);
+            }
+        }
+        kept.retain(|d| !d.segment.text.is_empty());
+        Ok((kept, true))
     }
 
     fn decode_with_progress(
@@ -444,14 +526,7 @@ pub fn keep(mut decoded: Decoded, opts: &TranscribeOptions, prompt: &str) -> Opt
         }
         let echoes = guards::prompt_echoes(&decoded.segment.text, prompt);
         if !echoes.is_empty() {
-            // Units hold the text's non-space characters in order: drop those in echoes.
-            let mut at = 0;
-            decoded.units.retain(|u| {
-                let len = u.text.chars().count();
-                let range = at..at + len;
-                at += len;
-                !range.clone().all(|i| echoes.iter().any(|e| e.contains(&i)))
-            });
+            drop_units(&mut decoded.units, &echoes);
             decoded.segment.text = guards::strip_prompt_echoes(&decoded.segment.text, prompt);
         }
         let trimmed = guards::trim_repetition(&decoded.segment.text);
@@ -466,6 +541,18 @@ pub fn keep(mut decoded: Decoded, opts: &TranscribeOptions, prompt: &str) -> Opt
         }
     }
     (!decoded.segment.text.is_empty()).then_some(decoded)
+}
+
+/// Drop the units whose characters all lie in `ranges` (over the text's non-space
+/// characters, which the units hold in order).
+fn drop_units(units: &mut Vec<Unit>, ranges: &[std::ops::Range<usize>]) {
+    let mut at = 0;
+    units.retain(|u| {
+        let len = u.text.chars().count();
+        let range = at..at + len;
+        at += len;
+        !range.clone().all(|i| ranges.iter().any(|e| e.contains(&i)))
+    });
 }
 
 /// What one decode is asked to do.

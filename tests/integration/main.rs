@@ -12,6 +12,7 @@ mod client;
 mod codeswitch;
 mod common;
 mod download;
+mod echo;
 mod eval;
 mod formats;
 mod hostile;
