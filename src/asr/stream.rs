@@ -261,6 +261,34 @@ impl StreamingTranscriber {
         events
     }
 
+    /// The speaker's turn ended (a client said so, e.g. OpenAI's
+    /// `input_audio_buffer.commit`): decode what was pushed, commit all of it as at
+    /// an utterance's end, and return the events; the stream goes on, and the next
+    /// audio starts a new utterance.
+    pub fn end_turn(&mut self) -> Result<Vec<CaptionEvent>> {
+        self.push_16k(&[], true)
+    }
+
+    /// Forget the audio of the current turn that is not committed yet (a client
+    /// cleared its input buffer, e.g. OpenAI's `input_audio_buffer.clear`): what
+    /// is committed stays; the partial on screen is not finalised, and the next
+    /// utterance's partials take its segment id.
+    pub fn discard_turn(&mut self) {
+        self.flush_committed();
+        self.trim_to(self.pushed);
+        self.context.clear();
+        self.context_units.clear();
+        self.previous.clear();
+        self.partial_text.clear();
+        self.revision = 0;
+        self.language = None;
+        self.language_probability = None;
+        self.language_settled = false;
+        self.last_decode = self.pushed;
+        self.decoded_to = self.pushed;
+        self.update_buffer_stats();
+    }
+
     /// The stream ended: decode what is left, commit everything, and return the
     /// last events. The transcriber can not be used after this.
     pub fn finish(&mut self) -> Result<Vec<CaptionEvent>> {

@@ -355,6 +355,31 @@ impl CaptionPipeline {
         self.output.emit(events, false)
     }
 
+    /// End the speaker's turn without ending the stream (see
+    /// [`StreamingTranscriber::end_turn`]): what was pushed is decoded and
+    /// committed. Text the redactor holds back (a number that may go on) waits for
+    /// the next turn's final or the stream's end.
+    ///
+    /// # Errors
+    /// A decoding error (nothing already delivered is lost), or a sink's error.
+    pub fn end_turn(&mut self) -> Result<()> {
+        let events = self.engine.end_turn()?;
+        self.track(&events);
+        self.output.emit(events, false)
+    }
+
+    /// Forget the current turn's audio that is not committed yet (see
+    /// [`StreamingTranscriber::discard_turn`]).
+    pub fn discard_turn(&mut self) {
+        self.engine.discard_turn();
+        self.partial = None;
+    }
+
+    /// Finals delivered to the sinks so far.
+    pub fn finals(&self) -> u64 {
+        self.output.finals
+    }
+
     /// End the stream: the engine's last events, the end-of-stream rule (see the
     /// module docs), what the redactor holds, then every sink's `finish`.
     ///

@@ -35,11 +35,36 @@ pub(crate) enum Out {
         code: String,
         probability: f32,
     },
+    /// An [`Input::EndTurn`] was decoded: the participant's engine has published
+    /// `finals` finals in all (the turn's last is among them, though the room may
+    /// still hold it back for time order).
+    TurnEnded {
+        finals: u64,
+    },
 }
 
 /// Audio for the engine thread.
 pub(crate) enum Input {
-    Audio { samples: Vec<f32>, end_ms: u64, at: Instant },
+    Audio {
+        samples: Vec<f32>,
+        end_ms: u64,
+        at: Instant,
+    },
+    /// The speaker's turn is over: commit everything so far (answered by
+    /// [`Out::TurnEnded`]).
+    EndTurn,
+    /// Forget the turn's audio that is not committed yet.
+    DiscardTurn,
+    Finish,
+}
+
+/// Where a batch of input stops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// More audio may come.
+    More,
+    EndTurn,
+    DiscardTurn,
     Finish,
 }
 
@@ -191,11 +216,18 @@ impl Job {
         self.hub.log(format_args!("session {id}: ingest started ({rate} Hz, {channels} ch)"));
         let mut failed = None;
         let mut announced = false;
-        while let Some((audio, finishing)) = self.next_audio(&arrivals) {
+        while let Some((audio, mark)) = self.next_audio(&arrivals) {
             let before = pipeline.redactions();
             let pushed = {
                 let _permit = self.hub.pool.acquire();
-                pipeline.push(&audio)
+                pipeline.push(&audio).and_then(|()| match mark {
+                    Mark::EndTurn => pipeline.end_turn(),
+                    Mark::DiscardTurn => {
+                        pipeline.discard_turn();
+                        Ok(())
+                    }
+                    Mark::More | Mark::Finish => Ok(()),
+                })
             };
             self.count_redactions(pipeline.redactions() - before);
             if let Err(e) = pushed {
@@ -214,8 +246,12 @@ impl Job {
                     let _ = self.out.send(Out::Language { code, probability });
                 }
             }
-            if finishing {
-                break;
+            match mark {
+                Mark::More | Mark::DiscardTurn => {}
+                Mark::EndTurn => {
+                    let _ = self.out.send(Out::TurnEnded { finals: pipeline.finals() });
+                }
+                Mark::Finish => break,
             }
         }
         let before = pipeline.redactions();
@@ -256,13 +292,13 @@ impl Job {
         (pushed_ms, summary.finals)
     }
 
-    /// Everything queued, in one piece (a session that waited for a decode slot
-    /// decodes a longer step rather than building a queue), and whether the input
-    /// has ended; `None` once it has and nothing is left.
-    fn next_audio(&self, arrivals: &Arrivals) -> Option<(Vec<f32>, bool)> {
+    /// Everything queued up to the next turn's end, in one piece (a session that
+    /// waited for a decode slot decodes a longer step rather than building a
+    /// queue), and where it stops; `None` once the input has ended.
+    fn next_audio(&self, arrivals: &Arrivals) -> Option<(Vec<f32>, Mark)> {
         let first = self.input.recv().ok()?;
         let mut audio = Vec::new();
-        let mut finishing = false;
+        let mut mark = Mark::More;
         for item in std::iter::once(first).chain(std::iter::from_fn(|| self.input.try_recv().ok()))
         {
             match item {
@@ -270,10 +306,21 @@ impl Job {
                     audio.extend_from_slice(&samples);
                     arrivals.lock().unwrap_or_else(|e| e.into_inner()).push_back((end_ms, at));
                 }
-                Input::Finish => finishing = true,
+                Input::EndTurn => {
+                    mark = Mark::EndTurn;
+                    break;
+                }
+                Input::DiscardTurn => {
+                    mark = Mark::DiscardTurn;
+                    break;
+                }
+                Input::Finish => {
+                    mark = Mark::Finish;
+                    break;
+                }
             }
         }
-        (!audio.is_empty() || finishing).then_some((audio, finishing))
+        Some((audio, mark))
     }
 
     /// The participant's key in the room (`""` when the ingest named none).

@@ -20,6 +20,7 @@ mod import;
 mod linger;
 mod network;
 mod openai_files;
+mod openai_realtime;
 mod overlay;
 mod privacy;
 mod quiet;

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{openai, ws, App};
+use super::{openai, realtime, ws, App};
 use crate::server::audit::{self, Client};
 use crate::server::auth::{self, Denied, Role, Scope};
 use crate::server::protocol::valid_session_id;
@@ -111,6 +111,8 @@ fn needs(path: &str, whisperlive: bool) -> Result<Option<(Role, Option<&str>)>, 
         // File transcription sends audio, so it needs `ingest`; it uses the server's
         // compute outside any session, so not a token limited to one session.
         ["v1", "audio", "transcriptions"] => Some((Role::Ingest, None)),
+        // OpenAI's realtime transcription: a room named in `?session=`, or its own.
+        ["v1", "realtime"] => Some((Role::Ingest, None)),
         _ => return Err(()),
     })
 }
@@ -214,10 +216,12 @@ pub(crate) async fn guard(
             let decoded = id.map(percent_decode);
             // WhisperLive names its room in `?session=`, else by its uid: a token
             // of one session must name it in the query.
-            let room = whisperlive.then(|| query_param(request.uri().query(), "session")).flatten();
+            // So does OpenAI's realtime transcription.
+            let named = whisperlive || path == realtime::PATH;
+            let room = named.then(|| query_param(request.uri().query(), "session")).flatten();
             let scope = match (&decoded, path.as_str()) {
                 (Some(id), _) => Scope::Session(id),
-                (None, _) if whisperlive => room.as_deref().map_or(Scope::Server, Scope::Session),
+                (None, _) if named => room.as_deref().map_or(Scope::Server, Scope::Session),
                 (None, "/metrics" | openai::PATH) => Scope::Server,
                 (None, _) => Scope::Page,
             };

@@ -236,8 +236,8 @@ fn bad_start(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
     }
 }
 
-/// The pace and size checks of one connection's audio.
-struct Pace<'a> {
+/// The pace and size checks of one connection's audio (every ingest protocol's).
+pub(super) struct Pace<'a> {
     limits: &'a crate::server::Limits,
     start: &'a Start,
     /// Bytes of one sample frame (all channels).
@@ -249,9 +249,16 @@ struct Pace<'a> {
     window: (Instant, u32),
 }
 
-impl Pace<'_> {
+impl<'a> Pace<'a> {
+    /// The checks for audio in `start`'s rate, channels and format, from now.
+    pub(super) fn new(limits: &'a crate::server::Limits, start: &'a Start) -> Self {
+        let frame_bytes = start.format.bytes() * usize::from(start.channels);
+        let now = Instant::now();
+        Self { limits, start, frame_bytes, started: now, frames: 0, window: (now, 0) }
+    }
+
     /// Count a message against `max_messages_per_sec`.
-    fn message(&mut self) -> Result<(), (ErrorCode, String)> {
+    pub(super) fn message(&mut self) -> Result<(), (ErrorCode, String)> {
         if self.window.0.elapsed() >= Duration::from_secs(1) {
             self.window = (Instant::now(), 0);
         }
@@ -264,7 +271,7 @@ impl Pace<'_> {
     }
 
     /// Check and decode a binary frame; the audio for the engine and its ms.
-    fn audio(&mut self, bytes: &[u8]) -> Result<(Input, u64), (ErrorCode, String)> {
+    pub(super) fn audio(&mut self, bytes: &[u8]) -> Result<(Input, u64), (ErrorCode, String)> {
         let (limits, start) = (self.limits, self.start);
         if bytes.len() > limits.max_frame_bytes {
             return Err((
@@ -327,9 +334,7 @@ async fn read_loop(
 ) -> End {
     let limits = &hub.config.limits;
     let mut shutdown = hub.shutdown.clone();
-    let frame_bytes = start.format.bytes() * usize::from(start.channels);
-    let now = Instant::now();
-    let mut pace = Pace { limits, start, frame_bytes, started: now, frames: 0, window: (now, 0) };
+    let mut pace = Pace::new(limits, start);
     let fail = |(code, msg): (ErrorCode, String)| {
         let _ = out.send(Out::Fail(code, msg));
         End::Failed(Some(code))
@@ -403,7 +408,7 @@ async fn write_loop(
                 return Some(code.close_code());
             }
             // The native protocol says the language in `ready`.
-            Out::Language { .. } => continue,
+            Out::Language { .. } | Out::TurnEnded { .. } => continue,
             Out::Close(code, reason) => {
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {

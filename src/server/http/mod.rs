@@ -7,6 +7,7 @@
 //!                (403 / close)          (head timeout)  (Host, auth,     ├ /livez /readyz /metrics /
 //!                                                        rate limit,     ├ /v1/sessions/{id}/transcript
 //!                                                        Origin)         ├ /v1/ingest|captions/{id} ─► ws loops
+//!                                                                        ├ GET /v1/realtime (OpenAI realtime) ─► ws loop
 //!                                                                        └ POST /v1/audio/transcriptions (OpenAI)
 //! ```
 //! Nothing here holds captioning logic: the WebSocket loops in `ingest` and
@@ -15,6 +16,7 @@
 mod guard;
 mod ingest;
 mod openai;
+mod realtime;
 mod routes;
 mod viewers;
 mod whisperlive;

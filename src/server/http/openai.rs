@@ -545,7 +545,7 @@ pub(super) async fn method_not_allowed() -> Response {
 
 /// Whether OpenAI-shaped errors are due on `path`.
 pub(super) fn is_openai_path(path: &str) -> bool {
-    path.starts_with("/v1/audio/")
+    path.starts_with("/v1/audio/") || path == super::realtime::PATH
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use axum::{Extension, Router};
 
 use super::guard::{guard, Caller};
 use super::ws::{Ws, WsUpgrade};
-use super::{ingest, openai, viewers, whisperlive};
+use super::{ingest, openai, realtime, viewers, whisperlive};
 use super::{json_error, App};
 use crate::caption::{self, CaptionFormat, LayoutOptions};
 use crate::server::metrics::Metrics;
@@ -46,6 +46,7 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/sessions/{id}/transcript", get(transcript))
         .route("/v1/ingest/{id}", get(ingest))
         .route("/v1/captions/{id}", get(captions))
+        .route(realtime::PATH, get(realtime))
         // The upload's size is checked as it is read (`limits.max_upload_bytes`).
         .route(
             openai::PATH,
@@ -115,7 +116,7 @@ fn script_of(query: &HashMap<String, String>, code: &str) -> Result<Script, Box<
 /// Largest message an ingest client may send: frames are checked against
 /// `max_frame_bytes` by the ingest loop, which answers with its own error; the
 /// socket refuses only what is far past it.
-fn ingest_message(hub: &Hub) -> usize {
+pub(super) fn ingest_message(hub: &Hub) -> usize {
     hub.config.limits.max_frame_bytes.saturating_mul(4).max(1 << 16)
 }
 
@@ -148,6 +149,29 @@ async fn whisperlive(State(app): State<App>, request: axum::extract::Request) ->
     upgrade.on_upgrade(max, app.tasks.clone(), move |ws: Ws| async move {
         hub.log(format_args!("{}: whisperlive ({})", caller.client.addr, caller.who));
         whisperlive::run(ws, hub, query, caller.client).await;
+    })
+}
+
+/// `GET /v1/realtime?intent=transcription`: OpenAI's realtime transcription (see
+/// `realtime`); a query that cannot make one is refused in OpenAI's shape.
+async fn realtime(
+    State(app): State<App>,
+    Query(query): Query<HashMap<String, String>>,
+    Extension(caller): Extension<Caller>,
+    upgrade: Result<WsUpgrade, Response>,
+) -> Response {
+    if let Err(e) = realtime::check_query(&query) {
+        return openai::error(StatusCode::BAD_REQUEST, "invalid_value", &e, None);
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused,
+    };
+    let hub = Arc::clone(&app.hub);
+    let max = ingest_message(&hub);
+    upgrade.on_upgrade(max, app.tasks.clone(), move |ws: Ws| async move {
+        hub.log(format_args!("{}: realtime ({})", caller.client.addr, caller.who));
+        realtime::run(ws, hub, query, caller.client).await;
     })
 }
 

@@ -317,7 +317,7 @@ async fn send_out(
 ) -> bool {
     match out {
         // The native `ready`: WhisperLive's SERVER_READY was sent already.
-        Out::Text(_) => true,
+        Out::Text(_) | Out::TurnEnded { .. } => true,
         Out::Language { code, probability } => {
             if !announce_language {
                 return true;
