@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use cantocap::asr::TranscribeOptions;
 use cantocap::server::retention::Retention;
 use cantocap::server::webhook::{WebhookConfig, SECRET_ENV};
-use cantocap::server::{ConfigFile, IpNet, Server, ServerConfig, TlsFiles};
+use cantocap::server::{ClusterConfig, ConfigFile, IpNet, Server, ServerConfig, TlsFiles};
 
 /// Options of `cantocap serve`.
 #[derive(clap::Args, Debug)]
@@ -104,6 +104,15 @@ pub struct ServeArgs {
     /// mono). Without it, audio is never written to disk. Needs --data-dir.
     #[arg(long)]
     pub record_audio: bool,
+    /// Join a cluster of cantocap nodes through NATS with JetStream (nats-server
+    /// -js): any node serves any room's viewers and transcripts, a room's ingests
+    /// run on one node at a time, finals are stored in JetStream. Repeat for several
+    /// NATS servers; more settings in --config's [cluster] table. See docs/DEPLOY.md.
+    #[arg(long, value_name = "nats://HOST:4222")]
+    pub cluster: Vec<String>,
+    /// This node's name in the cluster [default: the host name].
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub node_name: Option<String>,
     /// Do not log connections to stderr (the start, ready and shutdown lines,
     /// warnings and errors are still logged).
     #[arg(short, long)]
@@ -136,7 +145,8 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .finish(std::io::stderr());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).with_target(false).try_init(),
@@ -177,6 +187,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     args.redact.apply(&mut config.redact);
     // Flags override the config file.
+    if !args.cluster.is_empty() {
+        let mut cluster =
+            config.cluster.take().unwrap_or_else(|| ClusterConfig::new(&args.cluster[0]));
+        cluster.urls = args.cluster;
+        config.cluster = Some(cluster);
+    }
+    if let (Some(name), Some(cluster)) = (args.node_name, config.cluster.as_mut()) {
+        cluster.node_name = Some(name);
+    }
     let limits = &mut config.limits;
     for (flag, value) in [
         (args.max_sessions, &mut limits.max_sessions),
@@ -223,6 +242,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     config.check()?;
     let config_redact = config.redact.clone();
+    let cluster_node = config.cluster.as_ref().map(|c| (c.node(), c.urls.join(",")));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -235,6 +255,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             tracing::info!("WhisperLive protocol on {scheme}://{at}");
         }
         tracing::info!("{}", cantocap::server::redaction::describe(&config_redact));
+        if let Some((node, urls)) = &cluster_node {
+            tracing::info!("cluster node {node} on NATS {urls}");
+        }
         let handle = server.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;

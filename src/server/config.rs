@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::allow::IpNet;
 use super::auth::TokenEntry;
+use super::cluster::ClusterConfig;
 use super::protocol::valid_session_id;
 use super::redaction::RedactSection;
 use super::retention::Retention;
@@ -178,6 +179,9 @@ pub struct ServerConfig {
     /// Personal data redacted from every caption before it leaves the engine.
     /// Default: every kind, Chinese labels.
     pub redact: RedactOptions,
+    /// Join a cluster of nodes on NATS JetStream (see [`super::cluster`]); `None`:
+    /// a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -201,6 +205,7 @@ impl Default for ServerConfig {
             record_audio: false,
             webhooks: Vec::new(),
             redact: RedactOptions::default(),
+            cluster: None,
         }
     }
 }
@@ -241,6 +246,11 @@ impl Default for ServerConfig {
 /// [[webhooks]]                    # signed POSTs of finals; see docs/WEBHOOKS.md
 /// url = "https://erp.example.org/hooks/captions"
 /// secret = "at-least-16-characters"
+///
+/// [cluster]                       # several nodes on NATS JetStream; see docs/DEPLOY.md
+/// urls = ["nats://nats-1:4222", "nats://nats-2:4222"]
+/// node_name = "node-a"            # default: the host name
+/// replicas = 3                    # copies of the finals and leases in JetStream
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -267,6 +277,8 @@ pub struct ConfigFile {
     pub webhooks: Vec<WebhookConfig>,
     /// Redaction (see [`RedactSection`]).
     pub redact: Option<RedactSection>,
+    /// The cluster (`[cluster]`, see [`ClusterConfig`]).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl ConfigFile {
@@ -328,6 +340,9 @@ impl ConfigFile {
         config.record_audio = self.record_audio.unwrap_or(config.record_audio);
         if let Some(redact) = &self.redact {
             redact.apply(&mut config.redact);
+        }
+        if self.cluster.is_some() {
+            config.cluster = self.cluster;
         }
     }
 }

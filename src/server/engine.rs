@@ -116,6 +116,9 @@ impl CaptionSink for SessionSink {
         let (CaptionEvent::Partial { lag_ms, .. } | CaptionEvent::Final { lag_ms, .. }) = event;
         metrics.decode_lag.observe_ms(*lag_ms);
         let released = self.session.publish(event.clone(), self.speaker.as_ref());
+        if let (Some(cluster), Some(partial)) = (&self.hub.cluster, &released.partial) {
+            cluster.publish_partial(&self.session.id, partial);
+        }
         released_finals(&self.hub, &self.session, released);
         Ok(())
     }
@@ -128,6 +131,9 @@ fn released_finals(hub: &Hub, session: &Session, released: Released) {
         hub.log(format_args!("session {}: journal: {e}", session.id));
     }
     for published in released.finals {
+        if let Some(cluster) = &hub.cluster {
+            cluster.publish_final(hub, &session.id, &published);
+        }
         // Each webhook converts to its own script and signs.
         hub.webhooks.on_final(&session.id, &published.event, published.speaker());
     }

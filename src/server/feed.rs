@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::cluster::Cluster;
 use super::engine::{Input, Job, Out};
 use super::protocol::{ErrorCode, Start};
 use super::session::{Claim, Continuation, Session};
@@ -51,6 +52,17 @@ pub(crate) struct Feed {
     pub(crate) continuation: Continuation,
     input: std_mpsc::Sender<Input>,
     done: oneshot::Receiver<(u64, u64)>,
+    /// The room's cluster lease, released when the feed is done.
+    _lease: Option<Lease>,
+}
+
+/// This node's claim on a room in the cluster; released on drop.
+struct Lease(Arc<Cluster>, String);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.release(&self.1);
+    }
 }
 
 impl Feed {
@@ -92,6 +104,10 @@ impl Hub {
             let n = self.config.limits.max_sessions;
             let msg = format!("the server already has {n} ingest sessions; try again later");
             return Err((ErrorCode::TooManySessions, msg));
+        };
+        let lease = match &self.cluster {
+            Some(cluster) => Some(self.lease(cluster, room).await?),
+            None => None,
         };
         let speaker = start.speaker.as_deref().unwrap_or("");
         let data_dir = self.config.data_dir.as_deref();
@@ -141,6 +157,21 @@ impl Hub {
             let _ = session.end_ingest(speaker, continuation.time_offset_ms);
             return Err((ErrorCode::Internal, "cannot start a decoding thread".into()));
         }
-        Ok(Feed { session, continuation, input, done })
+        Ok(Feed { session, continuation, input, done, _lease: lease })
+    }
+
+    /// Own `room` in the cluster while this ingest runs.
+    async fn lease(&self, cluster: &Arc<Cluster>, room: &str) -> Result<Lease, Refusal> {
+        if !cluster.connected() {
+            let msg = "this node has lost the cluster (NATS); connect to another node or try again shortly";
+            return Err((ErrorCode::NotReady, msg.into()));
+        }
+        match cluster.claim(room).await {
+            Ok(()) => Ok(Lease(Arc::clone(cluster), room.to_string())),
+            Err(owner) => Err((
+                ErrorCode::SessionBusy,
+                format!("session {room} is being captioned on node {owner}: its ingests go there while it runs (a stopped node's lease lapses within seconds)"),
+            )),
+        }
     }
 }

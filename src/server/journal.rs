@@ -51,6 +51,11 @@ pub fn path_for(dir: &Path, session: &str) -> PathBuf {
     dir.join(format!("{session}.jsonl"))
 }
 
+/// One journal line (or a cluster message: the same JSON).
+pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<Spoken, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
 /// Read the finals of a journal; a missing file has none. Lines that do not parse
 /// (a torn last line) are skipped.
 pub fn read(path: &Path) -> Result<Vec<Spoken>> {

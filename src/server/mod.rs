@@ -46,6 +46,7 @@
 pub mod allow;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 mod engine;
 mod feed;
@@ -72,6 +73,7 @@ use tokio::task::JoinHandle;
 
 pub use allow::IpNet;
 pub use auth::{Role, TokenEntry};
+pub use cluster::ClusterConfig;
 pub use config::{ConfigFile, Limits, ServerConfig};
 pub use redaction::RedactSection;
 pub use tls::TlsFiles;
@@ -101,6 +103,8 @@ pub(crate) struct Hub {
     viewers_off: watch::Receiver<bool>,
     audit: Option<audit::AuditLog>,
     webhooks: webhook::Webhooks,
+    /// The cluster link, with `--cluster`.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Hub {
@@ -112,8 +116,39 @@ impl Hub {
         }
     }
 
-    /// [`Registry::get`] off the async workers: it may read a journal.
+    /// Whether new ingests may start here: not in a cluster whose NATS is away.
+    pub(crate) fn cluster_ok(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.connected())
+    }
+
+    /// [`Registry::get`] off the async workers: it may read a journal. In a
+    /// cluster, a session not in memory is loaded from the stream of finals.
     async fn session(
+        self: &Arc<Self>,
+        id: &str,
+        create: bool,
+    ) -> Result<Option<Arc<session::Session>>> {
+        let Some(cluster) = &self.cluster else { return self.local_session(id, create).await };
+        if let Some(held) = self.sessions.held(id) {
+            return Ok(Some(held));
+        }
+        let finals = cluster.backlog(id).await.map_err(|reason| Error::ServerConfig { reason })?;
+        if finals.is_empty() && !create {
+            return Ok(None);
+        }
+        let session = self.sessions.insert_loaded(id, finals);
+        // Finals stored while the backlog was read are in a second read (the
+        // session keeps each segment once).
+        if let Ok(more) = cluster.backlog(id).await {
+            for f in more {
+                session.mirror(session::Published::spoken(f.event, f.speaker.map(Arc::from)));
+            }
+        }
+        Ok(Some(session))
+    }
+
+    /// [`Registry::get`] off the async workers: it may read a journal.
+    async fn local_session(
         self: &Arc<Self>,
         id: &str,
         create: bool,
@@ -180,6 +215,14 @@ impl Server {
         if let Some(why) = audit.as_ref().and_then(|log| log.restarted()) {
             tracing::warn!("audit log: the chain was damaged and has been restarted: {why}");
         }
+        let cluster = match &config.cluster {
+            Some(c) => Some(
+                cluster::Cluster::connect(c)
+                    .await
+                    .map_err(|e| Error::ServerConfig { reason: e.to_string() })?,
+            ),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| Error::ServerConfig {
             reason: format!("cannot listen on {}: {e}", config.listen),
         })?;
@@ -219,7 +262,11 @@ impl Server {
             viewers_off: viewers_off_rx,
             config,
             audit,
+            cluster,
         });
+        if let Some(cluster) = &hub.cluster {
+            tokio::spawn(Arc::clone(cluster).mirror(Arc::clone(&hub)));
+        }
         hub.audit(
             audit::Entry::new(audit::Event::ConfigLoaded)
                 .detail(audit::config_summary(&hub.config, addr)),

@@ -214,6 +214,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A cluster node is stopping: reconnect (to another node) to continue.
+    pub const SERVICE_RESTART: u16 = 1012;
     /// Data the server cannot take: unsupported audio, text instead of audio.
     pub const UNSUPPORTED: u16 = 1003;
     /// A rule was broken: no `start`, bad JSON, too fast, too long, idle.

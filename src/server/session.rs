@@ -143,6 +143,8 @@ pub(crate) const MAX_HOLD: Duration = Duration::from_secs(10);
 #[must_use]
 pub(crate) struct Released {
     pub(crate) finals: Vec<Arc<Published>>,
+    /// The partial published, if the event was one (for the cluster).
+    pub(crate) partial: Option<Arc<Published>>,
     pub(crate) journal: Option<crate::Error>,
 }
 
@@ -366,7 +368,25 @@ impl Session {
         let published = Published::spoken(event, speaker.cloned());
         let _ = self.tx.send(Arc::clone(&published));
         self.echo(&state, &published);
-        Released::default()
+        Released { partial: Some(published), ..Default::default() }
+    }
+
+    /// An event another node published for this room (a cluster mirror): a final
+    /// newer than the room's last is kept and broadcast, an older one dropped (it
+    /// is here already); a partial is broadcast.
+    pub(crate) fn mirror(&self, published: Arc<Published>) {
+        let mut state = self.lock();
+        if published.event.is_final() {
+            if published.segment() <= state.last_segment {
+                return;
+            }
+            state.last_segment = published.segment();
+            state.time_offset_ms = state.time_offset_ms.max(published.event.span().1);
+            state.finals.push(Arc::clone(&published));
+        } else if published.segment() <= state.last_segment {
+            return;
+        }
+        let _ = self.tx.send(published);
     }
 
     /// Count items redacted from this session's finals.
@@ -462,6 +482,20 @@ impl Registry {
         drop(sessions);
         self.created.notify_waiters();
         Ok(Some(session))
+    }
+
+    /// The session, made from `finals` (read from elsewhere: the cluster's stream)
+    /// unless it is in memory already.
+    pub(crate) fn insert_loaded(&self, id: &str, finals: Vec<journal::Spoken>) -> Arc<Session> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let session = sessions
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Session::new(id, finals, self.capacity)));
+        *session.unused_since() = None;
+        let session = Arc::clone(session);
+        drop(sessions);
+        self.created.notify_waiters();
+        session
     }
 
     /// The session if it is in memory (marked as used).

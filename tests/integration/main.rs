@@ -9,6 +9,7 @@ mod audio;
 mod caption;
 mod cli;
 mod client;
+mod cluster;
 mod codeswitch;
 mod common;
 mod download;

@@ -123,7 +123,9 @@ pub(crate) async fn run(mut ws: Ws, hub: Arc<Hub>, id: String, client: Client) {
     // Let go of the session now: an unused session leaves memory (see `linger`).
     let redactions = audited.redactions();
     drop(audited);
-    let close_code = close(end, out, writer, &mut stream).await;
+    // A cluster node tells its clients to reconnect (to another node).
+    let going = if hub.cluster.is_some() { close::SERVICE_RESTART } else { close::GOING_AWAY };
+    let close_code = close(end, going, out, writer, &mut stream).await;
     if let End::Failed(Some(code)) = end {
         if is_limit(code) {
             hub.audit(client.entry(Event::LimitHit).session(&id).detail(code.name()));
@@ -200,6 +202,7 @@ async fn read_start(ws: &mut Ws, start_secs: u64) -> Option<Result<Start, (Error
 /// (completing the closing handshake); the close code sent, if any.
 async fn close(
     end: End,
+    going: u16,
     out: mpsc::UnboundedSender<Out>,
     writer: tokio::task::JoinHandle<Option<u16>>,
     stream: &mut futures_util::stream::SplitStream<Ws>,
@@ -209,7 +212,7 @@ async fn close(
             let _ = out.send(Out::Close(close::NORMAL, "stopped"));
         }
         End::Shutdown => {
-            let _ = out.send(Out::Close(close::GOING_AWAY, "server shutting down"));
+            let _ = out.send(Out::Close(going, "server shutting down"));
         }
         End::Dropped | End::Failed(_) => {}
     }

@@ -83,16 +83,23 @@ fn ready(hub: &Hub) -> bool {
 }
 
 async fn readyz(State(app): State<App>) -> Response {
-    if ready(&app.hub) {
-        "ready\n".into_response()
-    } else {
+    if !ready(&app.hub) {
         (StatusCode::SERVICE_UNAVAILABLE, "loading the model\n").into_response()
+    } else if *app.hub.shutdown.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if !app.hub.cluster_ok() {
+        (StatusCode::SERVICE_UNAVAILABLE, "the cluster (NATS) is unreachable\n").into_response()
+    } else {
+        "ready\n".into_response()
     }
 }
 
 async fn metrics(State(app): State<App>) -> Response {
     let metrics: &Metrics = &app.hub.metrics;
     let mut text = metrics.render(ready(&app.hub));
+    if let Some(cluster) = &app.hub.cluster {
+        text.push_str(&cluster.render_metrics());
+    }
     if let Some(log) = &app.hub.audit {
         // The anchor for `cantocap audit verify --expect-last`.
         text.push_str(&format!(
