@@ -50,6 +50,7 @@ pub mod config;
 mod engine;
 mod feed;
 mod http;
+pub mod jitsi;
 pub mod journal;
 mod linger;
 pub mod metrics;
@@ -73,6 +74,7 @@ use tokio::task::JoinHandle;
 pub use allow::IpNet;
 pub use auth::{Role, TokenEntry};
 pub use config::{ConfigFile, Limits, ServerConfig};
+pub use jitsi::JitsiConfig;
 pub use redaction::RedactSection;
 pub use tls::TlsFiles;
 
