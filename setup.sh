@@ -84,9 +84,11 @@ case "$mode" in
   test)
     # jiwer (PyPI), beside the build: the eval test checks `cantocap eval`'s error
     # rates against it. openai: the official SDK, against `cantocap serve`
-    # (tests/integration/openai_files.rs).
+    # (tests/integration/openai_files.rs). PyJWT, cryptography, websockets: the
+    # Jigasi stand-in (tests/integration/jitsi.rs).
     [ -d target/py/jiwer ] || pip3 install --quiet --target target/py jiwer==4.0.0
     [ -d target/py/openai ] || pip3 install --quiet --target target/py openai==3.60.0
+    [ -d target/py/jwt ] || pip3 install --quiet --target target/py pyjwt==2.15.1 cryptography==50.0.2 websockets==17.4
     cargo test --release -- --test-threads=2
     ;;
   *)
