@@ -86,10 +86,12 @@ case "$mode" in
     # jiwer (PyPI), beside the build: the eval test checks `cantocap eval`'s error
     # rates against it. openai: the official SDK, against `cantocap serve`
     # (tests/integration/openai_files.rs, openai_realtime.rs); websockets is its
-    # realtime client's transport (the openai[realtime] extra).
+    # realtime client's transport (the openai[realtime] extra, which needs < 16).
+    # PyJWT, cryptography: the Jigasi stand-in (tests/integration/jitsi.rs).
     [ -d target/py/jiwer ] || pip3 install --quiet --target target/py jiwer==4.0.0
     [ -d target/py/openai ] || pip3 install --quiet --target target/py openai==3.60.0
     [ -d target/py/websockets ] || pip3 install --quiet --target target/py 'websockets==15.0.1'
+    [ -d target/py/jwt ] || pip3 install --quiet --target target/py pyjwt==2.15.1 cryptography==50.0.2
     cargo test --release -- --test-threads=2
     ;;
   *)

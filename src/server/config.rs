@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::allow::IpNet;
 use super::auth::TokenEntry;
 use super::cluster::ClusterConfig;
+use super::jitsi::JitsiConfig;
 use super::protocol::valid_session_id;
 use super::redaction::RedactSection;
 use super::retention::Retention;
@@ -182,6 +183,9 @@ pub struct ServerConfig {
     /// Join a cluster of nodes on NATS JetStream (see [`super::cluster`]); `None`:
     /// a single node.
     pub cluster: Option<ClusterConfig>,
+    /// Jigasi's streaming transcription (`/streaming-whisper/ws/{meeting}`); `None`
+    /// answers that path with 404.
+    pub jitsi: Option<JitsiConfig>,
 }
 
 impl Default for ServerConfig {
@@ -206,6 +210,7 @@ impl Default for ServerConfig {
             webhooks: Vec::new(),
             redact: RedactOptions::default(),
             cluster: None,
+            jitsi: None,
         }
     }
 }
@@ -251,6 +256,9 @@ impl Default for ServerConfig {
 /// urls = ["nats://nats-1:4222", "nats://nats-2:4222"]
 /// node_name = "node-a"            # default: the host name
 /// replicas = 3                    # copies of the finals and leases in JetStream
+/// [jitsi]                         # Jigasi's WhisperTranscriptionService; see JitsiConfig
+/// audiences = ["jitsi"]
+/// keys_dir = "/etc/cantocap/jitsi-keys"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -279,6 +287,8 @@ pub struct ConfigFile {
     pub redact: Option<RedactSection>,
     /// The cluster (`[cluster]`, see [`ClusterConfig`]).
     pub cluster: Option<ClusterConfig>,
+    /// Jitsi (`[jitsi]`, see [`JitsiConfig`]).
+    pub jitsi: Option<JitsiConfig>,
 }
 
 impl ConfigFile {
@@ -320,6 +330,9 @@ impl ConfigFile {
         if file.tls_cert.is_some() != file.tls_key.is_some() {
             return Err("tls_cert and tls_key go together: give both or neither".into());
         }
+        if let Some(jitsi) = &file.jitsi {
+            jitsi.check()?;
+        }
         Ok(file)
     }
 
@@ -344,6 +357,7 @@ impl ConfigFile {
         if self.cluster.is_some() {
             config.cluster = self.cluster;
         }
+        config.jitsi = self.jitsi.or(config.jitsi.take());
     }
 }
 
@@ -376,6 +390,9 @@ impl ServerConfig {
             return Err(Error::ServerConfig {
                 reason: "recording audio needs a data folder to write it to: pass --data-dir DIR with --record-audio".into(),
             });
+        }
+        if let Some(jitsi) = &self.jitsi {
+            jitsi.check().map_err(|reason| Error::ServerConfig { reason })?;
         }
         self.webhooks.iter().try_for_each(WebhookConfig::check)
     }
@@ -483,6 +500,29 @@ expires = "2026-12-31T23:59:59Z"
         let e = err(&token(r#"session = "../etc""#));
         assert!(e.contains("token 1 (t)") && e.contains("\"../etc\""), "{e}");
         assert!(ConfigFile::parse(&token(r#"expires = 2026-12-31T23:59:59+08:00"#)).is_ok());
+    }
+
+    #[test]
+    fn config_file_jitsi_table() {
+        let keys = std::env::temp_dir();
+        let table =
+            |extra: &str| format!("[jitsi]\nkeys_dir = {:?}\n{extra}", keys.display().to_string());
+        let text = table(
+            "audiences = [\"jitsi\"]\nzh_means = \"zh\"\n[jitsi.secrets]\n\"jigasi\" = \"0123456789abcdef0123456789abcdef\"",
+        );
+        let mut config = ServerConfig::default();
+        ConfigFile::parse(&text).unwrap().apply(&mut config);
+        let jitsi = config.jitsi.unwrap();
+        assert_eq!(jitsi.zh_means, super::super::jitsi::ZhMeans::Zh);
+        assert_eq!(jitsi.secrets.len(), 1);
+        let e = ConfigFile::parse(&table("audiences = []")).unwrap_err();
+        assert!(e.contains("audiences"), "{e}");
+        let e = ConfigFile::parse(&table("audiences = [\"jitsi\"]\nzh_means = \"cantonese\""))
+            .unwrap_err();
+        assert!(e.contains("cantonese") && e.contains("line 4"), "{e}");
+        let e = ConfigFile::parse("[jitsi]\naudiences = [\"jitsi\"]\nkeys_dir = \"/no/such/keys\"")
+            .unwrap_err();
+        assert!(e.contains("keys_dir") && e.contains("/no/such/keys"), "{e}");
     }
 
     #[test]

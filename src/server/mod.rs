@@ -51,6 +51,7 @@ pub mod config;
 mod engine;
 mod feed;
 mod http;
+pub mod jitsi;
 pub mod journal;
 mod linger;
 pub mod metrics;
@@ -75,6 +76,7 @@ pub use allow::IpNet;
 pub use auth::{Role, TokenEntry};
 pub use cluster::ClusterConfig;
 pub use config::{ConfigFile, Limits, ServerConfig};
+pub use jitsi::JitsiConfig;
 pub use redaction::RedactSection;
 pub use tls::TlsFiles;
 

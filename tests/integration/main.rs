@@ -18,6 +18,7 @@ mod eval;
 mod formats;
 mod hostile;
 mod import;
+mod jitsi;
 mod linger;
 mod network;
 mod openai_files;

@@ -1,6 +1,7 @@
 //! The guard in front of every route: the Host check of anonymous loopback
 //! servers (DNS rebinding), bearer tokens, a rate limit on failed authentication,
 //! and the Origin check of WebSocket upgrades. It hands the handlers a [`Caller`].
+//! Jitsi's path takes a Jitsi JWT instead of a token (see `jitsi_gate`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{openai, realtime, ws, App};
+use super::{jitsi, openai, realtime, ws, App};
 use crate::server::audit::{self, Client};
 use crate::server::auth::{self, Denied, Role, Scope};
 use crate::server::protocol::valid_session_id;
@@ -176,6 +177,10 @@ pub(crate) async fn guard(
     let hub = &app.hub;
     let config = &hub.config;
     let path = request.uri().path().to_string();
+    if let Some(meeting) = jitsi::meeting_of(&path).filter(|_| !app.whisperlive_only) {
+        let meeting = percent_decode(meeting);
+        return jitsi_gate(&app, peer, request, next, &path, &meeting).await;
+    }
     let whisperlive = app.whisperlive_only || (path == "/" && ws::is_websocket(request.headers()));
     let Ok(needs) = needs(&path, whisperlive) else {
         return json_error(&path, StatusCode::NOT_FOUND, "not_found", "no such endpoint");
@@ -202,15 +207,7 @@ pub(crate) async fn guard(
         None => "anonymous".to_string(),
         Some((role, id)) => {
             let now = Instant::now();
-            if let Verdict::Limited(wait) = app.limiter.check(peer.ip(), now) {
-                let secs = wait.as_secs().max(1).to_string();
-                let mut refused = json_error(
-                    &path,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many failed authentications from this address; try again later",
-                );
-                refused.headers_mut().insert(header::RETRY_AFTER, secs.parse().expect("digits"));
+            if let Some(refused) = limited(&app, peer, &path, now) {
                 return refused;
             }
             let decoded = id.map(percent_decode);
@@ -238,20 +235,94 @@ pub(crate) async fn guard(
             }
         }
     };
-    if ws::is_websocket(headers)
-        && !auth::origin_allowed(
-            header(headers, header::ORIGIN),
-            header(headers, header::HOST),
-            &config.allowed_origins,
-        )
-    {
-        hub.log(format_args!("{peer}: {path} refused: origin not allowed"));
-        audit_refusal(hub, peer, session.as_deref(), "origin_not_allowed");
-        return json_error(&path, StatusCode::FORBIDDEN, "forbidden", "this Origin is not allowed");
+    if let Some(refused) = origin_refused(hub, peer, &path, session.as_deref(), headers) {
+        return refused;
     }
     let client = Client { addr: peer, token: (!config.tokens.is_empty()).then(|| who.clone()) };
     request.extensions_mut().insert(Caller { who, client });
     next.run(request).await
+}
+
+/// `/streaming-whisper/ws/{meeting}`: a Jitsi JWT is the credential, not a
+/// cantocap token (404 without a `[jitsi]` table). Refused JWTs count against the
+/// address as failed tokens do, and are audited.
+async fn jitsi_gate(
+    app: &App,
+    peer: SocketAddr,
+    mut request: Request,
+    next: Next,
+    path: &str,
+    meeting: &str,
+) -> Response {
+    let hub = &app.hub;
+    let Some(jitsi) = &hub.config.jitsi else {
+        return json_error(path, StatusCode::NOT_FOUND, "not_found", "no such endpoint");
+    };
+    let now = Instant::now();
+    if let Some(refused) = limited(app, peer, path, now) {
+        return refused;
+    }
+    let headers = request.headers();
+    let session = Some(meeting).filter(|id| valid_session_id(id));
+    let query_token = query_param(request.uri().query(), "auth_token");
+    let token =
+        auth::presented_token(header(headers, header::AUTHORIZATION), query_token.as_deref());
+    let kid = match jitsi.verify(token) {
+        Ok(kid) => kid,
+        Err(refusal) => {
+            count_failure(hub, app, peer, now);
+            hub.log(format_args!("{peer}: {path} refused: {}", refusal.code()));
+            audit_refusal(hub, peer, session, &format!("jitsi_{}", refusal.code()));
+            let mut response =
+                json_error(path, StatusCode::UNAUTHORIZED, refusal.code(), &refusal.message());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ascii"));
+            return response;
+        }
+    };
+    if let Some(refused) = origin_refused(hub, peer, path, session, headers) {
+        return refused;
+    }
+    let who = format!("jitsi:{kid}");
+    let client = Client { addr: peer, token: Some(who.clone()) };
+    request.extensions_mut().insert(Caller { who, client });
+    next.run(request).await
+}
+
+/// 429 while the address is over its failed authentications.
+fn limited(app: &App, peer: SocketAddr, path: &str, now: Instant) -> Option<Response> {
+    let Verdict::Limited(wait) = app.limiter.check(peer.ip(), now) else { return None };
+    let secs = wait.as_secs().max(1).to_string();
+    let mut refused = json_error(
+        path,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many failed authentications from this address; try again later",
+    );
+    refused.headers_mut().insert(header::RETRY_AFTER, secs.parse().expect("digits"));
+    Some(refused)
+}
+
+/// 403 for a WebSocket upgrade from a browser page of another origin.
+fn origin_refused(
+    hub: &Hub,
+    peer: SocketAddr,
+    path: &str,
+    session: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let allowed = auth::origin_allowed(
+        header(headers, header::ORIGIN),
+        header(headers, header::HOST),
+        &hub.config.allowed_origins,
+    );
+    if !ws::is_websocket(headers) || allowed {
+        return None;
+    }
+    hub.log(format_args!("{peer}: {path} refused: origin not allowed"));
+    audit_refusal(hub, peer, session, "origin_not_allowed");
+    Some(json_error(path, StatusCode::FORBIDDEN, "forbidden", "this Origin is not allowed"))
 }
 
 /// `%XX` escapes of a path segment (axum decodes the path parameters the same way).
@@ -281,6 +352,17 @@ fn audit_refusal(hub: &Hub, peer: SocketAddr, session: Option<&str>, why: &str) 
     hub.audit(entry);
 }
 
+/// Count a failed authentication against the address; one aggregated audit record
+/// for the refusals of a rate-limited burst that ended.
+fn count_failure(hub: &Hub, app: &App, peer: SocketAddr, now: Instant) {
+    if let Some(suppressed) = app.limiter.failed(peer.ip(), now) {
+        hub.log(format_args!(
+            "{peer}: {suppressed} more requests refused while rate limited (failed authentication)"
+        ));
+        audit_refusal(hub, peer, None, &format!("rate_limited: {suppressed} requests refused"));
+    }
+}
+
 /// Answer a failed authentication: 401 or 403, counted against the address; one
 /// aggregated audit record for the refusals of a rate-limited burst.
 fn refuse(
@@ -292,12 +374,7 @@ fn refuse(
     denied: Denied,
     now: Instant,
 ) -> Response {
-    if let Some(suppressed) = app.limiter.failed(peer.ip(), now) {
-        hub.log(format_args!(
-            "{peer}: {suppressed} more requests refused while rate limited (failed authentication)"
-        ));
-        audit_refusal(hub, peer, None, &format!("rate_limited: {suppressed} requests refused"));
-    }
+    count_failure(hub, app, peer, now);
     let (status, code, why, message) = match denied {
         Denied::Unauthorized => (
             StatusCode::UNAUTHORIZED,

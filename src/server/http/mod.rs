@@ -8,13 +8,15 @@
 //!                                                        rate limit,     ├ /v1/sessions/{id}/transcript
 //!                                                        Origin)         ├ /v1/ingest|captions/{id} ─► ws loops
 //!                                                                        ├ GET /v1/realtime (OpenAI realtime) ─► ws loop
-//!                                                                        └ POST /v1/audio/transcriptions (OpenAI)
+//!                                                                        ├ POST /v1/audio/transcriptions (OpenAI)
+//!                                                                        └ /streaming-whisper/ws/{meeting} (Jitsi, JWT)
 //! ```
 //! Nothing here holds captioning logic: the WebSocket loops in `ingest` and
 //! `viewers` call the hub.
 
 mod guard;
 mod ingest;
+mod jitsi;
 mod openai;
 mod realtime;
 mod routes;

@@ -13,7 +13,7 @@ use axum::{Extension, Router};
 
 use super::guard::{guard, Caller};
 use super::ws::{Ws, WsUpgrade};
-use super::{ingest, openai, realtime, viewers, whisperlive};
+use super::{ingest, jitsi, openai, realtime, viewers, whisperlive};
 use super::{json_error, App};
 use crate::caption::{self, CaptionFormat, LayoutOptions};
 use crate::server::metrics::Metrics;
@@ -47,6 +47,7 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/ingest/{id}", get(ingest))
         .route("/v1/captions/{id}", get(captions))
         .route(realtime::PATH, get(realtime))
+        .route(jitsi::PATH, get(jitsi_meeting))
         // The upload's size is checked as it is read (`limits.max_upload_bytes`).
         .route(
             openai::PATH,
@@ -179,6 +180,30 @@ async fn realtime(
     upgrade.on_upgrade(max, app.tasks.clone(), move |ws: Ws| async move {
         hub.log(format_args!("{}: realtime ({})", caller.client.addr, caller.who));
         realtime::run(ws, hub, query, caller.client).await;
+    })
+}
+
+/// Jigasi's meeting stream (see `jitsi`); the guard has checked its JWT.
+async fn jitsi_meeting(
+    State(app): State<App>,
+    Path(meeting): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Extension(caller): Extension<Caller>,
+    upgrade: WsUpgrade,
+) -> Response {
+    if !valid_session_id(&meeting) {
+        let msg = "a meeting id is 1-64 characters of A-Z a-z 0-9 _ - . (not starting with a dot)";
+        return json_error(StatusCode::BAD_REQUEST, ErrorCode::BadSessionId.name(), msg);
+    }
+    let script = match script_of(&query, "bad_script") {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
+    let hub = Arc::clone(&app.hub);
+    let max = ingest_message(&hub);
+    upgrade.on_upgrade(max, app.tasks.clone(), move |ws: Ws| async move {
+        hub.log(format_args!("{}: jitsi {meeting} ({})", caller.client.addr, caller.who));
+        jitsi::run(ws, hub, meeting, script, caller.client).await;
     })
 }
 
