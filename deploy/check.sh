@@ -243,8 +243,14 @@ if $image; then
   podman volume create "$volume" >/dev/null
   "${p[@]}" run --rm "${limits[@]}" "${ca[@]}" -v "$volume:/models" localhost/cantocap-init:check \
     >"$work/init.log" 2>&1 || fail "init container: $(tail -20 "$work/init.log")"
-  grep -q 'ggml-base.bin' "$work/init.log" || fail "init container made no ggml-base.bin"
-  echo "init container filled the models volume from PyPI"
+  # The same files, byte for byte, as models/fetch-test-model.sh makes on the host.
+  files=(ggml-base.bin ggml-base-q8_0.bin ggml-tiny.en.bin ggml-silero-vad.bin)
+  inside=$("${p[@]}" run --rm "${limits[@]}" -v "$volume:/models:ro" -w /models --entrypoint sha256sum \
+    localhost/cantocap:check "${files[@]}" 2>/dev/null) || fail "init container: $(tail -20 "$work/init.log")"
+  if [ -f models/ggml-base.bin ]; then
+    [ "$inside" = "$(cd models && sha256sum "${files[@]}")" ] || fail "init container's models differ from models/"
+  fi
+  echo "init container filled the models volume from PyPI (the same files as models/)"
 
   port=$(free_port)
   "${p[@]}" run -d --name cantocap-check "${limits[@]}" -p "127.0.0.1:$port:8787" \
