@@ -20,7 +20,8 @@ mode=${1:-demo}
 # chromium: the overlay page test (tests/integration/overlay.rs) loads the page in it.
 # ffmpeg: the audio format tests (tests/integration/formats.rs) encode MP3, M4A, Ogg, FLAC.
 # nats-server: the cluster tests (tests/integration/cluster.rs) run a real one, with JetStream.
-packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git chromium ffmpeg nats-server)
+# haproxy: deploy/check.sh checks deploy/haproxy.cfg and runs it in front of three nodes.
+packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git chromium ffmpeg nats-server haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,7 +9,8 @@
 //! The same espeak-ng clip is streamed at real-time pace, once per protocol, into a
 //! fresh room of an in-process server: cantocap's native `/v1/ingest`, WhisperLive
 //! (`/`, float32), OpenAI realtime (`/v1/realtime`, PCM16 at 24 kHz, server VAD) and
-//! Jitsi skynet (`/streaming-whisper/ws/…`, 60-byte headers, HS512 JWT). A native
+//! Jitsi skynet (`/streaming-whisper/ws/…`, 60-byte headers, HS512 JWT, 100 ms
+//! frames rather than Jigasi's 1.5 s, so that pacing is the same). A native
 //! viewer of the room (`/v1/captions/…`) watches each run.
 //!
 //! - **Final latency**: the end of an utterance's audio sent → its final received by
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use cantocap::server::{Server, ServerConfig};
+use cantocap::server::{JitsiConfig, Server, ServerConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -53,16 +54,18 @@ enum Protocol {
     Native,
     WhisperLive,
     Realtime,
+    Jitsi,
 }
 
 impl Protocol {
-    const ALL: [Protocol; 3] = [Self::Native, Self::WhisperLive, Self::Realtime];
+    const ALL: [Protocol; 4] = [Self::Native, Self::WhisperLive, Self::Realtime, Self::Jitsi];
 
     fn name(self) -> &'static str {
         match self {
             Self::Native => "native `/v1/ingest`",
             Self::WhisperLive => "WhisperLive `/`",
             Self::Realtime => "OpenAI realtime",
+            Self::Jitsi => "Jitsi skynet",
         }
     }
 }
@@ -128,6 +131,20 @@ fn s16le(audio: &[f32]) -> Vec<u8> {
     audio.iter().flat_map(|&x| ((x * 32767.0) as i16).to_le_bytes()).collect()
 }
 
+const KID: &str = "bench";
+const SECRET: &str = "a-shared-secret-of-32-bytes-or-more";
+
+/// An HS512 Jitsi JWT, as Jigasi signs one.
+fn jitsi_token() -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512);
+    header.kid = Some(KID.into());
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        + 3600;
+    let claims = json!({"aud": "jitsi", "iss": "jigasi", "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
@@ -159,6 +176,7 @@ fn finals_in(protocol: Protocol, m: &Value, seen: &mut Vec<String>) -> Vec<Strin
         {
             vec![m["transcript"].as_str().unwrap().into()]
         }
+        Protocol::Jitsi if m["type"] == "final" => vec![m["text"].as_str().unwrap().into()],
         Protocol::WhisperLive => {
             let mut out = Vec::new();
             for s in m["segments"].as_array().into_iter().flatten() {
@@ -210,13 +228,33 @@ async fn run(addr: SocketAddr, protocol: Protocol, room: &str, audio: &[f32]) ->
                 })
                 .collect(),
         ),
+        Protocol::Jitsi => (
+            format!(
+                "ws://{addr}/streaming-whisper/ws/{room}?auth_token={}&script=raw",
+                jitsi_token()
+            ),
+            None,
+            s16le(audio)
+                .chunks(3200)
+                .map(|c| {
+                    let mut frame = b"bench|en-US".to_vec();
+                    frame.resize(60, 0);
+                    frame.extend_from_slice(c);
+                    Message::binary(frame)
+                })
+                .collect(),
+        ),
     };
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
     if let Some(hello) = hello {
         ws.send(Message::text(hello.to_string())).await.unwrap();
     }
     // The handshake's answers: ready, SERVER_READY, session.created + updated.
-    let answers = if protocol == Protocol::Realtime { 2 } else { 1 };
+    let answers = match protocol {
+        Protocol::Realtime => 2,
+        Protocol::Jitsi => 0,
+        _ => 1,
+    };
     for _ in 0..answers {
         let m = next_json(&mut ws).await.expect("handshake");
         assert!(m.get("error").is_none() && m["status"] != "ERROR", "{m}");
@@ -253,6 +291,7 @@ async fn run(addr: SocketAddr, protocol: Protocol, room: &str, audio: &[f32]) ->
         Protocol::WhisperLive => {
             sink.send(Message::binary(b"END_OF_AUDIO".to_vec())).await.unwrap()
         }
+        Protocol::Jitsi => sink.send(Message::binary(vec![0u8])).await.unwrap(),
         Protocol::Realtime => {
             // Its last turn is over when the server VAD says so: give it time, then go.
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -310,6 +349,12 @@ async fn bench(o: Options) {
         ..Default::default()
     };
     config.transcribe.language = Some("en".into());
+    config.jitsi = Some(JitsiConfig {
+        audiences: vec!["jitsi".into()],
+        keys_dir: None,
+        zh_means: Default::default(),
+        secrets: [(KID.to_string(), SECRET.to_string())].into(),
+    });
     let server = Server::bind(config).await.unwrap();
     server.ready().await.unwrap();
     let addr = server.local_addr();
