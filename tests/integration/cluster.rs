@@ -59,9 +59,57 @@ fn nats(dir: &Path, port: u16) -> Proc {
 
 /// A cluster node on a free port; ready (model loaded, NATS connected).
 async fn node(name: &str, nats_port: u16) -> (Proc, SocketAddr) {
+    node_with(name, nats_port, &[]).await
+}
+
+/// A webhook receiver answering 200: the JSON bodies it got.
+async fn webhook_receiver() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let list = Arc::clone(&got);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let list = Arc::clone(&list);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= i + 4 + length {
+                            if let Ok(v) = serde_json::from_slice(&buf[i + 4..i + 4 + length]) {
+                                list.lock().unwrap().push(v);
+                            }
+                            let reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                            let _ = s.write_all(reply.as_bytes()).await;
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+/// A cluster node with more `serve` arguments.
+async fn node_with(name: &str, nats_port: u16, more: &[&str]) -> (Proc, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_cantocap"))
         .args(["serve", "--listen", &addr.to_string(), "--language", "en", "--quiet"])
+        .args(more)
+        .env("CANTOCAP_WEBHOOK_SECRET", "cluster-webhook-secret-0123")
         .arg("--model")
         .arg(model("ggml-tiny.en.bin"))
         .args(["--cluster", &format!("nats://127.0.0.1:{nats_port}"), "--node-name", name])
@@ -294,8 +342,11 @@ async fn nats_restarted_mid_session_loses_nothing() {
     let store = dir.path().join("nats");
     let nats_port = free_port();
     let mut server = nats(&store, nats_port);
-    let (_a, a_addr) = node("a", nats_port).await;
-    let (_b, b_addr) = node("b", nats_port).await;
+    // Every node has the webhook; the room's owner alone sends its finals.
+    let (hook, delivered) = webhook_receiver().await;
+    let url = format!("http://{hook}/captions");
+    let (_a, a_addr) = node_with("a", nats_port, &["--webhook", &url]).await;
+    let (_b, b_addr) = node_with("b", nats_port, &["--webhook", &url]).await;
     let (mut ws, ready) = try_ingest(a_addr, "restart").await;
     assert_eq!(ready["type"], "ready", "{ready}");
     let third = audio.len() / 3 / 3200 * 3200;
@@ -330,5 +381,16 @@ async fn nats_restarted_mid_session_loses_nothing() {
         assert!(Instant::now() < deadline, "B has {on_b:?}, A sent {finals:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Each final reached the webhook once (from A alone), the close too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let delivered = delivered.lock().unwrap().clone();
+    let hooked: Vec<u64> = delivered
+        .iter()
+        .filter(|d| d["type"] == "final")
+        .map(|d| d["event"]["segment"].as_u64().unwrap())
+        .collect();
+    let sent: Vec<u64> = finals.iter().map(|f| f["segment"].as_u64().unwrap()).collect();
+    assert_eq!(hooked, sent, "{delivered:?}");
+    assert_eq!(delivered.iter().filter(|d| d["type"] == "session_closed").count(), 1);
     drop(server);
 }
