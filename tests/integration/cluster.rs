@@ -394,3 +394,19 @@ async fn nats_restarted_mid_session_loses_nothing() {
     assert_eq!(delivered.iter().filter(|d| d["type"] == "session_closed").count(), 1);
     drop(server);
 }
+
+#[test]
+fn a_node_without_nats_says_so_and_stops() {
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_cantocap"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--quiet"])
+        .arg("--model")
+        .arg(model("ggml-tiny.en.bin"))
+        .args(["--cluster", &format!("nats://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot reach NATS at nats://127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("-js"), "the message says what NATS needs: {stderr}");
+}
