@@ -87,7 +87,8 @@ async fn webhook_receiver() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
                             if let Ok(v) = serde_json::from_slice(&buf[i + 4..i + 4 + length]) {
                                 list.lock().unwrap().push(v);
                             }
-                            let reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                            let reply =
+                                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
                             let _ = s.write_all(reply.as_bytes()).await;
                             return;
                         }
