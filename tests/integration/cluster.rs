@@ -333,6 +333,13 @@ async fn two_nodes_racing_for_a_room_one_wins() {
         let lost = if ra["type"] == "ready" { &rb } else { &ra };
         assert_eq!(lost["code"], "session_busy", "{lost}");
     }
+    // Each node's metrics: connected, and the rooms it owns (the winners' sockets
+    // are closed by now, so their leases go).
+    let (status, metrics) = get(a_addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("cantocap_cluster_connected{node=\"a\"} 1"), "{metrics}");
+    assert!(metrics.contains("cantocap_cluster_leases{node=\"a\"}"), "{metrics}");
+    assert!(metrics.contains("cantocap_cluster_buffered_finals{node=\"a\"} 0"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
