@@ -40,13 +40,31 @@ const SENTENCES: &[&str] = &[
     "The new office opens in January, near the harbour.",
     "Thank you all for your hard work this year.",
     "Our next meeting is on Tuesday at ten in the morning.",
+    "The design review has moved to Thursday afternoon.",
+    "Sales in the first half of the year were better than we expected.",
+    "Can everyone hear me clearly, or should I move closer to the microphone?",
+    "We still need a volunteer to write the minutes for today.",
+    "The server upgrade will take place over the weekend.",
+    "Please remember to lock the door when you leave the office.",
+    "Our customers have asked for a simpler way to pay their bills.",
+    "The training course for new staff starts next Monday.",
+    "I would like to thank Mary for organising the dinner last week.",
+    "The report must be finished before the board meets in March.",
+    "If there are no more questions, we can end the meeting here.",
+    "See you all next week, and have a good day.",
 ];
 
-fn clip(dir: &Path, seconds: usize) -> (Vec<f32>, Vec<u64>, String) {
+/// The clip: each sentence spoken by espeak-ng, then 1.5 s of silence, until it is
+/// `seconds` long (cycling through the sentences). With `trim`, each sentence is cut
+/// to its speech (espeak's own lead-in and tail silence removed), so speech starts
+/// right at the end of a pause, as people talk. Returns the audio, each utterance's
+/// end (ms) and the reference text.
+fn clip(dir: &Path, seconds: usize, trim: bool) -> (Vec<f32>, Vec<u64>, String) {
     let mut audio = vec![0.0f32; 8000];
     let (mut ends, mut text) = (Vec::new(), Vec::new());
     let mut i = 0;
-    while audio.len() < seconds * 16_000 {
+    // Seconds 0: each sentence once.
+    while if seconds == 0 { i < SENTENCES.len() } else { audio.len() < seconds * 16_000 } {
         let s = SENTENCES[i % SENTENCES.len()];
         let wav = dir.join(format!("s{i}.wav"));
         let ok = Command::new("espeak-ng")
@@ -55,13 +73,54 @@ fn clip(dir: &Path, seconds: usize) -> (Vec<f32>, Vec<u64>, String) {
             .arg(s)
             .status();
         assert!(ok.expect("espeak-ng is needed").success());
-        audio.extend(cantocap::audio::read_wav(&wav).unwrap().to_whisper_input().unwrap());
+        let speech = cantocap::audio::read_wav(&wav).unwrap().to_whisper_input().unwrap();
+        audio.extend_from_slice(if trim { trimmed(&speech) } else { &speech });
         ends.push(audio.len() as u64 / 16);
         audio.extend(std::iter::repeat_n(0.0, 24_000));
         text.push(s);
         i += 1;
     }
     (audio, ends, text.join(" "))
+}
+
+/// `speech` from its first to its last sample louder than -40 dBFS.
+fn trimmed(speech: &[f32]) -> &[f32] {
+    let loud = |x: &f32| x.abs() > 0.01;
+    let start = speech.iter().position(loud).unwrap_or(0);
+    let end = speech.iter().rposition(loud).map_or(speech.len(), |i| i + 1);
+    &speech[start..end.max(start)]
+}
+
+/// CPU time (user + system) this process has used so far, in ms: every thread,
+/// spinning ones too. Linux only (`/proc/self/stat`, 100 ticks a second).
+fn cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0)) * 10
+}
+
+/// Writes the clip as `clip.wav` (16 kHz mono), `clip.txt` (the reference) and
+/// `clip.ends` (each utterance's end in ms, one a line) for `benches/peer`.
+fn write_clip(dir: &Path, audio: &[f32], ends: &[u64], reference: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(dir.join("clip.wav"), spec).unwrap();
+    for &x in audio {
+        wav.write_sample((x.clamp(-1.0, 1.0) * 32767.0) as i16).unwrap();
+    }
+    wav.finalize().unwrap();
+    std::fs::write(dir.join("clip.txt"), format!("{reference}\n")).unwrap();
+    let ends: Vec<String> = ends.iter().map(u64::to_string).collect();
+    std::fs::write(dir.join("clip.ends"), ends.join("\n") + "\n").unwrap();
+    println!("wrote {}/clip.wav, clip.txt, clip.ends", dir.display());
 }
 
 fn words(t: &str) -> Vec<String> {
@@ -113,13 +172,18 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let secs = args.windows(2).find(|w| w[0] == "--clip-secs").and_then(|w| w[1].parse().ok());
-    let (audio, ends, reference) = clip(dir.path(), secs.unwrap_or(120));
+    let trim = args.iter().any(|a| a == "--trim");
+    let (audio, ends, reference) = clip(dir.path(), secs.unwrap_or(0), trim);
+    if let Some(out) = args.windows(2).find(|w| w[0] == "--write-clip") {
+        write_clip(Path::new(&out[1]), &audio, &ends, &reference);
+        return;
+    }
     let audio_ms = audio.len() as u64 / 16;
 
     println!("clip: {:.0} s, {} utterances", audio_ms as f64 / 1000.0, ends.len());
     println!();
-    println!("| model | threads | final p50 (ms) | final p90 (ms) | partial p50 (ms) | RTF | flicker (chars/partial) | WER stream | WER offline | compute stream/offline |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| model | threads | final p50 (ms) | final p90 (ms) | partial p50 (ms) | RTF | flicker (chars/partial) | WER stream | WER offline | compute stream/offline | CPU stream/offline |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, threads) in [("ggml-base.bin", 2), ("ggml-tiny.en.bin", 2)] {
         if only.as_ref().is_some_and(|m| !name.contains(m.as_str())) {
             continue;
@@ -131,14 +195,23 @@ fn main() {
             TranscribeOptions { language: Some("en".into()), threads, ..Default::default() };
 
         let started = Instant::now();
+        let cpu_started = cpu_ms();
         let offline = if args.iter().any(|a| a == "--no-offline") {
             Vec::new()
         } else {
             model.transcribe(&audio, &transcribe).unwrap()
         };
         let offline_ms = started.elapsed().as_millis() as u64;
+        let offline_cpu = cpu_ms() - cpu_started;
         let offline_text: Vec<String> = offline.into_iter().map(|s| s.text).collect();
 
+        let mut transcribe = transcribe;
+        if args.iter().any(|a| a == "--silero") {
+            // As the `cantocap` command streams: Silero VAD.
+            let vad = root.join("models/ggml-silero-vad.bin");
+            assert!(vad.is_file(), "{} missing: run ./setup.sh", vad.display());
+            transcribe.vad_model = Some(vad);
+        }
         let mut opts = StreamOptions { transcribe, ..Default::default() };
         opts.step_ms = setting("step_ms").unwrap_or(opts.step_ms);
         opts.endpoint_ms = setting("endpoint_ms").unwrap_or(opts.endpoint_ms);
@@ -147,6 +220,8 @@ fn main() {
         let mut engine = StreamingTranscriber::new(Arc::clone(&model), 16_000, 1, opts).unwrap();
         let (tx, rx) = mpsc::channel::<Vec<f32>>();
         let start = Instant::now();
+        let cpu_started = cpu_ms();
+        let offline = Offline { text: &offline_text, ms: offline_ms, cpu_ms: offline_cpu };
         if max_pace {
             let mut events: Vec<(u64, CaptionEvent)> = Vec::new();
             for chunk in audio.chunks(1600) {
@@ -154,7 +229,8 @@ fn main() {
             }
             events.extend(engine.finish().unwrap().into_iter().map(|e| (e.emitted_ms(), e)));
             let stats = engine.stats().clone();
-            report(name, threads, &events, &stats, &ends, &reference, &offline_text, offline_ms);
+            let cpu = cpu_ms() - cpu_started;
+            report(name, threads, &events, &stats, cpu, &ends, &reference, &offline);
             continue;
         }
         let worker = std::thread::spawn(move || {
@@ -181,22 +257,32 @@ fn main() {
         }
         drop(tx);
         let (events, stats) = worker.join().unwrap();
-        report(name, threads, &events, &stats, &ends, &reference, &offline_text, offline_ms);
+        let cpu = cpu_ms() - cpu_started;
+        report(name, threads, &events, &stats, cpu, &ends, &reference, &offline);
     }
 }
 
-/// Prints one table row from events stamped with their time (wall or stream, ms).
+/// The offline decode of the clip: its text, wall time and CPU time (ms).
+struct Offline<'a> {
+    text: &'a [String],
+    ms: u64,
+    cpu_ms: u64,
+}
+
+/// Prints one table row from events stamped with their time (wall or stream, ms);
+/// `cpu` is the process's CPU time while streaming.
 #[allow(clippy::too_many_arguments)]
 fn report(
     name: &str,
     threads: usize,
     events: &[(u64, CaptionEvent)],
     stats: &cantocap::asr::StreamStats,
+    cpu: u64,
     ends: &[u64],
     reference: &str,
-    offline_text: &[String],
-    offline_ms: u64,
+    offline: &Offline,
 ) {
+    let (offline_text, offline_ms) = (offline.text, offline.ms);
     let audio_ms = stats.pushed_ms;
     let finals: Vec<&(u64, CaptionEvent)> = events.iter().filter(|(_, e)| e.is_final()).collect();
     let mut final_latency: Vec<u64> = ends
@@ -231,7 +317,7 @@ fn report(
     }
     let streamed: Vec<&str> = finals.iter().map(|(_, e)| e.text()).collect();
     println!(
-        "| {name} | {threads} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.3} | {:.2} |",
+        "| {name} | {threads} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.3} | {:.2} | {:.2} |",
         percentile(&mut final_latency, 0.5),
         percentile(&mut final_latency, 0.9),
         percentile(&mut partial_latency, 0.5),
@@ -240,16 +326,19 @@ fn report(
         wer(reference, &streamed.join(" ")),
         wer(reference, &offline_text.join(" ")),
         stats.compute_ms as f64 / offline_ms.max(1) as f64,
+        cpu as f64 / offline.cpu_ms.max(1) as f64,
     );
     eprintln!(
-            "{name}: {} finals for {} utterances, {} decodes of {} s of audio, max buffer {} ms, offline {} ms, stream {} ms",
+            "{name}: {} finals for {} utterances, {} decodes of {} s of audio, max buffer {} ms, offline {} ms ({} ms CPU), stream {} ms ({} ms CPU)",
             finals.len(),
             ends.len(),
             stats.decodes,
             stats.decoded_audio_ms / 1000,
             stats.max_buffer_ms,
             offline_ms,
-            stats.compute_ms
+            offline.cpu_ms,
+            stats.compute_ms,
+            cpu
         );
     if std::env::args().any(|a| a == "--show") {
         eprintln!("offline:\n  {}", offline_text.join("\n  "));
