@@ -232,7 +232,7 @@ Examples:
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
         /// Weight type: f16 (exact), q8_0 (55 % of the size, faster, slightly less exact) or
-        /// q5_0 (35 % of the size, less exact; see models/README.md).
+        /// q5_0 (37 % of the size, less exact; see models/README.md).
         #[arg(short, long, default_value = "f16")]
         quantize: Quantize,
     },

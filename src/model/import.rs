@@ -59,7 +59,7 @@ pub enum Quantize {
     /// ggml's q8_0 (8-bit blocks of 32 with an f16 scale): about 55 % of the size of f16
     /// and faster on CPUs, slightly less exact.
     Q8_0,
-    /// ggml's q5_0 (5-bit blocks of 32 with an f16 scale): about 35 % of the size of f16,
+    /// ggml's q5_0 (5-bit blocks of 32 with an f16 scale): about 37 % of the size of f16,
     /// less exact than q8_0.
     Q5_0,
 }
