@@ -3,18 +3,29 @@
 //! ```sh
 //! cargo bench --bench rtf            # needs the test models: models/fetch-test-model.sh
 //! cargo bench --bench rtf -- --short # only the short clips
+//! cargo bench --bench rtf -- --quant # base as f16, q8_0 and q5_0: speed and WER
 //! ```
 //!
 //! The clip: 60 s of English speech made by espeak-ng (several sentences with pauses).
 //! Short clips: its first 2, 10 and 30 s (cut where they fall, mid-word too), each
 //! decoded whole with base on 2 threads, best of 3 runs, with the text.
+//!
+//! `--quant` imports base from its CTranslate2 folder as f16, q8_0 and q5_0 and, on the
+//! clip cut after its last whole sentence, measures each offline (2 threads, best of 3,
+//! and the WER) and streamed at `--pace max` (100 ms chunks pushed without waiting, so
+//! the text depends only on the audio; compute is the engine's decode time). Each row
+//! shows the 1-minute load average before its timings: compare rows taken on a quiet
+//! machine only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
-use cantocap::asr::{TranscribeOptions, WhisperModel};
+use cantocap::asr::{StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel};
+use cantocap::eval::{score, Metric, NormaliseOptions, Normaliser};
 use cantocap::model::{import_ct2, Quantize};
+use cantocap::text::Script;
 
 const SENTENCES: &[&str] = &[
     "Good morning everyone, and welcome to the weekly project meeting.",
@@ -30,9 +41,11 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// 60 s of 16 kHz mono speech with pauses between sentences.
-fn clip(dir: &Path) -> Vec<f32> {
+/// 60 s of 16 kHz mono speech with pauses between sentences, and the sentences that
+/// end within it, each with the length of the clip up to its pause's end.
+fn clip(dir: &Path) -> (Vec<f32>, Vec<(usize, &'static str)>) {
     let mut out = Vec::new();
+    let mut spoken = Vec::new();
     let mut i = 0;
     while out.len() < 60 * 16_000 {
         let wav = dir.join(format!("s{i}.wav"));
@@ -47,10 +60,12 @@ fn clip(dir: &Path) -> Vec<f32> {
         let audio = cantocap::audio::read_wav(&wav).unwrap();
         out.extend(audio.to_whisper_input().unwrap());
         out.extend(std::iter::repeat_n(0.0, 16_000 * 4 / 5)); // 0.8 s pause
+        spoken.push((out.len(), SENTENCES[i % SENTENCES.len()]));
         i += 1;
     }
     out.truncate(60 * 16_000);
-    out
+    spoken.retain(|&(end, _)| end <= out.len());
+    (out, spoken)
 }
 
 /// Decode times of short clips: Whisper encodes a 30 s window whatever the audio's
@@ -75,6 +90,68 @@ fn short_clips(samples: &[f32]) {
     println!();
 }
 
+/// Speed and accuracy of base as f16, q8_0 and q5_0, offline and streamed (`--quant`).
+fn quantizations(dir: &Path, samples: &[f32], spoken: &[(usize, &str)]) {
+    let (end, _) = *spoken.last().expect("the clip holds whole sentences");
+    let samples = &samples[..end];
+    let audio_s = samples.len() as f64 / 16_000.0;
+    let reference = spoken.iter().map(|(_, s)| *s).collect::<Vec<_>>().join(" ");
+    let normaliser = Normaliser::new(NormaliseOptions { fold: Script::Raw, ..Default::default() })
+        .expect("a normaliser without a script fold needs no dictionaries");
+    let wer = |text: &str| {
+        let edits = score(Metric::Wer, &normaliser.tokens(&reference), &normaliser.tokens(text));
+        100.0 * edits.rate().unwrap_or(0.0)
+    };
+    let opts = TranscribeOptions { language: Some("en".into()), threads: 2, ..Default::default() };
+
+    println!("base, 2 threads, {audio_s:.1} s clip of {} sentences", spoken.len());
+    println!();
+    println!("| weights | size (MB) | offline compute (s) | offline RTF | offline WER (%) | stream compute (s) | stream RTF | stream WER (%) | load before |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for q in [Quantize::F16, Quantize::Q8_0, Quantize::Q5_0] {
+        let path = dir.join(format!("ggml-base-{q}.bin"));
+        import_ct2(&root().join("models/ct2/whisper-base"), &path, q).unwrap();
+        let mb = std::fs::metadata(&path).unwrap().len() as f64 / 1e6;
+        let model = Arc::new(WhisperModel::load(&path).unwrap());
+        let load = load_average();
+
+        let mut best = f64::MAX;
+        let mut offline = String::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let segments = model.transcribe(samples, &opts).unwrap();
+            best = best.min(started.elapsed().as_secs_f64());
+            offline = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
+        }
+
+        let stream_opts = StreamOptions { transcribe: opts.clone(), ..Default::default() };
+        let mut engine = StreamingTranscriber::new(model, 16_000, 1, stream_opts).unwrap();
+        let mut events = Vec::new();
+        for chunk in samples.chunks(1600) {
+            events.extend(engine.push(chunk).unwrap());
+        }
+        events.extend(engine.finish().unwrap());
+        let streamed: Vec<&str> =
+            events.iter().filter(|e| e.is_final()).map(|e| e.text()).collect();
+        let stream_s = engine.stats().compute_ms as f64 / 1000.0;
+        println!(
+            "| {q} | {mb:.1} | {best:.2} | {:.3} | {:.1} | {stream_s:.2} | {:.3} | {:.1} | {load} |",
+            best / audio_s,
+            wer(&offline),
+            stream_s / audio_s,
+            wer(&streamed.join(" ")),
+        );
+    }
+}
+
+/// The 1-minute load average, as `uptime` shows it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn model(name: &str) -> PathBuf {
     let path = root().join("models").join(name);
     assert!(path.is_file(), "{} missing: run models/fetch-test-model.sh", path.display());
@@ -89,7 +166,11 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let samples = clip(dir.path());
+    let (samples, spoken) = clip(dir.path());
+    if std::env::args().any(|a| a == "--quant") {
+        quantizations(dir.path(), &samples, &spoken);
+        return;
+    }
     let audio_s = samples.len() as f64 / 16_000.0;
     short_clips(&samples);
     if std::env::args().any(|a| a == "--short") {

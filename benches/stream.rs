@@ -6,7 +6,10 @@
 //! cargo bench --bench stream -- --model base --set step_ms=1500   # try a policy
 //! cargo bench --bench stream -- --pace max --model base --show   # print the texts
 //! cargo bench --bench stream -- --pace max --model base --clip-secs 40 --no-offline
+//! cargo bench --bench stream -- --pace max --model /tmp/ggml-base-q5_0.bin   # any model file
 //! ```
+//!
+//! `--model` picks the test models whose file name holds it, or names a model file.
 //!
 //! With `--pace max` the clip is pushed in 100 ms chunks without waiting, so the
 //! events depend only on the audio: latencies are then in stream time (audio pushed
@@ -22,7 +25,7 @@
 //! - partial latency: end of the newest word in a partial → that partial;
 //! - flicker: characters changed between successive partials of one segment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -184,11 +187,18 @@ fn main() {
     println!();
     println!("| model | threads | final p50 (ms) | final p90 (ms) | partial p50 (ms) | RTF | flicker (chars/partial) | WER stream | WER offline | compute stream/offline | CPU stream/offline |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (name, threads) in [("ggml-base.bin", 2), ("ggml-tiny.en.bin", 2)] {
-        if only.as_ref().is_some_and(|m| !name.contains(m.as_str())) {
-            continue;
-        }
-        let path = root.join("models").join(name);
+    let models: Vec<PathBuf> = match &only {
+        Some(file) if Path::new(file).is_file() => vec![file.into()],
+        _ => ["ggml-base.bin", "ggml-tiny.en.bin"]
+            .into_iter()
+            .filter(|name| only.as_ref().is_none_or(|m| name.contains(m.as_str())))
+            .map(|name| root.join("models").join(name))
+            .collect(),
+    };
+    for path in models {
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = name.as_str();
+        let threads = 2;
         assert!(path.is_file(), "{} missing: run models/fetch-test-model.sh", path.display());
         let model = Arc::new(WhisperModel::load(&path).unwrap());
         let transcribe =

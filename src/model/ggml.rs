@@ -15,7 +15,8 @@
 //!
 //! `ne` lists dimensions innermost first (a PyTorch `[out, in]` matrix is `ne = [in, out]`).
 //! `ftype` is a `GGML_FTYPE_*` value plus 1000 × the quantization version for quantized
-//! files (`2007` for q8_0, as whisper.cpp's `quantize` tool writes). whisper.cpp checks each
+//! files (`2007` for q8_0, `2008` for q5_0, as whisper.cpp's `quantize` tool writes).
+//! whisper.cpp checks each
 //! tensor's name, shape and type against the ones it derives from the header.
 
 use std::fs::File;
@@ -39,10 +40,16 @@ pub const FTYPE_ALL_F32: i32 = 0;
 pub const FTYPE_MOSTLY_F16: i32 = 1;
 /// `GGML_FTYPE_MOSTLY_Q8_0`.
 pub const FTYPE_MOSTLY_Q8_0: i32 = 7;
+/// `GGML_FTYPE_MOSTLY_Q5_0`.
+pub const FTYPE_MOSTLY_Q5_0: i32 = 8;
 /// Values per q8_0 block (`QK8_0`).
 pub const QK8_0: usize = 32;
 /// Bytes per q8_0 block: an f16 scale and 32 signed bytes.
 pub const Q8_0_BLOCK_BYTES: usize = 2 + QK8_0;
+/// Values per q5_0 block (`QK5_0`).
+pub const QK5_0: usize = 32;
+/// Bytes per q5_0 block: an f16 scale, a u32 of fifth bits and 16 bytes of low nibbles.
+pub const Q5_0_BLOCK_BYTES: usize = 2 + 4 + QK5_0 / 2;
 
 /// Size of the header, magic included.
 const HEADER_BYTES: usize = 48;
@@ -147,7 +154,7 @@ impl GgmlType {
             Self::F16 | Self::BF16 => (1, 2),
             Self::Q4_0 => (32, 18),
             Self::Q4_1 => (32, 20),
-            Self::Q5_0 => (32, 22),
+            Self::Q5_0 => (QK5_0, Q5_0_BLOCK_BYTES),
             Self::Q5_1 => (32, 24),
             Self::Q8_0 => (QK8_0, Q8_0_BLOCK_BYTES),
             Self::Q2_K => (256, 84),
@@ -227,7 +234,7 @@ pub struct GgmlHeader {
     /// Mel bands of the input (80, or 128 for large-v3).
     pub n_mels: i32,
     /// Weight type as stored: a `GGML_FTYPE_*` value plus 1000 × the quantization version
-    /// for quantized files (1 for f16, 2007 for q8_0). See [`GgmlHeader::ftype_name`].
+    /// for quantized files (1 for f16, 2007 for q8_0, 2008 for q5_0). See [`GgmlHeader::ftype_name`].
     pub ftype: i32,
 }
 
@@ -440,23 +447,86 @@ pub fn dequantize_q8_0(bytes: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-/// Appends `values` encoded as `ty` to `out`. Only f32, f16 and q8_0 can be written.
+/// Quantizes `values` (a whole number of 32-value blocks) to q5_0, appending to `out`.
+///
+/// Exactly ggml's `quantize_row_q5_0_ref`: per block `d = -m / 16`, where `m` is the
+/// value of largest magnitude (the first one, on ties), stored as f16; each value
+/// becomes the 5-bit code `min(31, trunc(x / d + 16.5))`, with `d` still in f32. Value
+/// `j` of the first half and `j` of the second half share byte `j` of the nibbles (low
+/// and high), and their fifth bits are bits `j` and `j + 16` of `qh`.
+pub fn quantize_q5_0(values: &[f32], out: &mut Vec<u8>) {
+    assert!(values.len().is_multiple_of(QK5_0), "q5_0 needs whole blocks of 32");
+    out.reserve(values.len() / QK5_0 * Q5_0_BLOCK_BYTES);
+    for block in values.chunks_exact(QK5_0) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in block {
+            if amax < v.abs() {
+                (amax, max) = (v.abs(), v);
+            }
+        }
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        // C's (int8_t) cast truncates toward zero, as `as i8` does in range.
+        let code = |v: f32| ((v * id + 16.5) as i8).min(31) as u8;
+        let (low, high) = block.split_at(QK5_0 / 2);
+        let mut qh = 0u32;
+        let mut nibbles = [0u8; QK5_0 / 2];
+        for (j, (&x0, &x1)) in low.iter().zip(high).enumerate() {
+            let (q0, q1) = (code(x0), code(x1));
+            nibbles[j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+            qh |= u32::from(q0 >> 4) << j;
+            qh |= u32::from(q1 >> 4) << (j + QK5_0 / 2);
+        }
+        out.extend(f16::from_f32(d).to_le_bytes());
+        out.extend(qh.to_le_bytes());
+        out.extend(nibbles);
+    }
+}
+
+/// Expands q5_0 blocks back to floats, appending to `out` (ggml's `dequantize_row_q5_0`).
+pub fn dequantize_q5_0(bytes: &[u8], out: &mut Vec<f32>) {
+    for block in bytes.chunks_exact(Q5_0_BLOCK_BYTES) {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+        let nibbles = &block[6..];
+        let value = |j: usize, nibble: u8| {
+            let fifth = ((qh >> j) & 1) as u8;
+            f32::from(((fifth << 4) | nibble) as i8 - 16) * d
+        };
+        out.extend(nibbles.iter().enumerate().map(|(j, &q)| value(j, q & 0x0f)));
+        out.extend(nibbles.iter().enumerate().map(|(j, &q)| value(j + QK5_0 / 2, q >> 4)));
+    }
+}
+
+/// Appends `values` encoded as `ty` to `out`. Only f32, f16, q8_0 and q5_0 can be
+/// written.
 fn encode(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> io::Result<()> {
     match ty {
         GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::F16 => out.extend(values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes())),
         GgmlType::Q8_0 => {
-            if !values.len().is_multiple_of(QK8_0) {
-                return Err(invalid(format!(
-                    "q8_0 data must come in whole blocks of {QK8_0} values, got {}",
-                    values.len()
-                )));
-            }
+            whole_blocks(ty, values)?;
             quantize_q8_0(values, out);
+        }
+        GgmlType::Q5_0 => {
+            whole_blocks(ty, values)?;
+            quantize_q5_0(values, out);
         }
         other => return Err(invalid(format!("writing {other} tensors is not supported"))),
     }
     Ok(())
+}
+
+/// Checks that `values` fill whole blocks of `ty`.
+fn whole_blocks(ty: GgmlType, values: &[f32]) -> io::Result<()> {
+    let per_block = ty.block().0;
+    if values.len().is_multiple_of(per_block) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{ty} data must come in whole blocks of {per_block} values, got {}",
+        values.len()
+    )))
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -532,9 +602,10 @@ impl<W: Write> GgmlWriter<W> {
         if ne.is_empty() || ne.len() > 4 {
             return Err(invalid(format!("tensor {name} has {} dimensions", ne.len())));
         }
-        if ty == GgmlType::Q8_0 && !ne[0].is_multiple_of(QK8_0) {
+        let per_block = ty.block().0;
+        if !ne[0].is_multiple_of(per_block) {
             return Err(invalid(format!(
-                "tensor {name}: rows of {} values cannot be q8_0 blocks of {QK8_0}",
+                "tensor {name}: rows of {} values cannot be {ty} blocks of {per_block}",
                 ne[0]
             )));
         }
@@ -550,7 +621,7 @@ impl<W: Write> GgmlWriter<W> {
     }
 
     /// Writes the next values of the open tensor, converting them to its type. For q8_0
-    /// every chunk must be a whole number of 32-value blocks.
+    /// and q5_0 every chunk must be a whole number of 32-value blocks.
     pub fn write_data(&mut self, values: &[f32]) -> io::Result<()> {
         let Some(t) = self.open.as_mut() else {
             return Err(invalid("no tensor is open".into()));
@@ -781,7 +852,7 @@ pub fn read_ggml_info(path: &Path) -> Result<GgmlModelInfo> {
     Ok(GgmlModelInfo { header, mel_filters, tokens, tensors, file_len })
 }
 
-/// Reads one tensor's values as floats (f32, f16, bf16 and q8_0 tensors).
+/// Reads one tensor's values as floats (f32, f16, bf16, q8_0 and q5_0 tensors).
 pub fn read_ggml_tensor(path: &Path, tensor: &GgmlTensorInfo) -> Result<Vec<f32>> {
     let mut file = open_model(path)?;
     let mut bytes = vec![0u8; tensor.num_bytes() as usize];
@@ -800,6 +871,7 @@ pub fn read_ggml_tensor(path: &Path, tensor: &GgmlTensorInfo) -> Result<Vec<f32>
             out.extend(bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()))
         }
         GgmlType::Q8_0 => dequantize_q8_0(&bytes, &mut out),
+        GgmlType::Q5_0 => dequantize_q5_0(&bytes, &mut out),
         other => {
             return Err(bad_model(
                 path,
@@ -911,16 +983,7 @@ mod tests {
 
         // Pseudo-random data over the magnitudes of Whisper weights: error ≤ d/2, plus the
         // f16 rounding of d (relative 2^-11) times up to 127.
-        let mut x = 0x1234_5678u32;
-        let values: Vec<f32> = (0..32 * 64usize)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                let unit = x as f32 / u32::MAX as f32 * 2.0 - 1.0;
-                unit * 10f32.powi((i / 32) as i32 % 5 - 2)
-            })
-            .collect();
+        let values = weight_like(64);
         let mut q = Vec::new();
         quantize_q8_0(&values, &mut q);
         assert_eq!(q.len(), values.len() / 32 * 34);
@@ -931,6 +994,80 @@ mod tests {
             let d = amax / 127.0;
             for (a, b) in block.iter().zip(restored) {
                 assert!((a - b).abs() <= d * 0.5 + amax * 1e-3, "{a} vs {b} (d {d})");
+            }
+        }
+    }
+
+    /// Pseudo-random values over the magnitudes of Whisper weights, `blocks` blocks of 32.
+    fn weight_like(blocks: usize) -> Vec<f32> {
+        let mut x = 0x1234_5678u32;
+        (0..32 * blocks)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let unit = x as f32 / u32::MAX as f32 * 2.0 - 1.0;
+                unit * 10f32.powi((i / 32) as i32 % 5 - 2)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn q5_0_matches_ggml_on_a_hand_checked_block() {
+        // -16 has the largest magnitude, so d = -16 / -16 = 1 and each code is
+        // trunc(x + 16.5) capped at 31: halves round up, and +16 clips to 15.
+        let mut block = [0f32; 32];
+        block[..6].copy_from_slice(&[-16.0, 15.0, 0.5, -0.5, -1.5, 0.4]);
+        (block[16], block[17], block[31]) = (3.0, -15.9, 16.0);
+        let mut out = Vec::new();
+        quantize_q5_0(&block, &mut out);
+        assert_eq!(out.len(), Q5_0_BLOCK_BYTES);
+        assert_eq!(out[..2], f16::from_f32(1.0).to_le_bytes());
+        // Codes 0 31 17 16 15 16 … | 19 0 16 … 31: fifth bits set where the code ≥ 16.
+        assert_eq!(u32::from_le_bytes(out[2..6].try_into().unwrap()), 0xfffd_ffee);
+        let mut nibbles = [0u8; 16];
+        nibbles[..5].copy_from_slice(&[0x30, 0x0f, 0x01, 0x00, 0x0f]);
+        nibbles[15] = 0xf0;
+        assert_eq!(out[6..], nibbles);
+
+        let mut back = Vec::new();
+        dequantize_q5_0(&out, &mut back);
+        let mut expected = [0f32; 32];
+        expected[..6].copy_from_slice(&[-16.0, 15.0, 1.0, 0.0, -1.0, 0.0]);
+        (expected[16], expected[17], expected[31]) = (3.0, -16.0, 15.0);
+        assert_eq!(back, expected);
+
+        // A positive extreme gives a negative d; an all-zero block has d = 0 / -16 = -0
+        // (sign bit set, as in C) and codes 16.
+        out.clear();
+        quantize_q5_0(&[[8.0, -8.0].as_slice(), &[0.0; 30]].concat(), &mut out);
+        assert_eq!(f16::from_le_bytes([out[0], out[1]]).to_f32(), -0.5);
+        back.clear();
+        dequantize_q5_0(&out, &mut back);
+        assert_eq!(back[..3], [8.0, -7.5, 0.0]);
+        out.clear();
+        quantize_q5_0(&[0.0; 32], &mut out);
+        assert_eq!(out[..6], [0, 0x80, 0xff, 0xff, 0xff, 0xff]);
+        assert!(out[6..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn q5_0_round_trips_within_half_a_step() {
+        let values = weight_like(64);
+        let mut q = Vec::new();
+        quantize_q5_0(&values, &mut q);
+        assert_eq!(q.len(), values.len() / 32 * 22);
+        let mut back = Vec::new();
+        dequantize_q5_0(&q, &mut back);
+        assert_eq!(back.len(), values.len());
+        for (block, restored) in values.chunks(32).zip(back.chunks(32)) {
+            // Steps of |d| = max|x| / 16; the extreme's opposite clips to 15 steps, one
+            // step short. Plus the f16 rounding of d (relative 2^-11) times up to 16.
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 16.0;
+            for (a, b) in block.iter().zip(restored) {
+                let bound = if a.abs() > 15.0 * d { d } else { d * 0.5 } + amax * 1e-3;
+                assert!((a - b).abs() <= bound, "{a} vs {b} (d {d})");
             }
         }
     }
@@ -951,7 +1088,9 @@ mod tests {
         w.write_data(&[2.0, 3.0]).unwrap();
         w.end_tensor().unwrap();
         w.write_tensor("h", &[2], GgmlType::F16, &[0.5, -2.0]).unwrap();
-        assert_eq!(w.tensors_written(), 3);
+        let q: Vec<f32> = (0..32 * 2).map(|i| i as f32 - 16.0).collect();
+        w.write_tensor("q", &[32, 2], GgmlType::Q5_0, &q).unwrap();
+        assert_eq!(w.tensors_written(), 4);
         let written = w.bytes_written();
         let bytes = w.finish().unwrap();
         assert_eq!(bytes.len() as u64, written);
@@ -968,7 +1107,8 @@ mod tests {
             vec![
                 ("m", vec![64, 2], GgmlType::Q8_0),
                 ("v", vec![1, 3], GgmlType::F32),
-                ("h", vec![2], GgmlType::F16)
+                ("h", vec![2], GgmlType::F16),
+                ("q", vec![32, 2], GgmlType::Q5_0)
             ]
         );
         let back = read_ggml_tensor(&p, info.tensor("m").unwrap()).unwrap();
@@ -976,6 +1116,10 @@ mod tests {
         assert!(back.iter().zip(&m).all(|(a, b)| (a - b).abs() <= 0.0625));
         assert_eq!(read_ggml_tensor(&p, info.tensor("v").unwrap()).unwrap(), vec![1.0, 2.0, 3.0]);
         assert_eq!(read_ggml_tensor(&p, info.tensor("h").unwrap()).unwrap(), vec![0.5, -2.0]);
+        // The first block spans -16..=15 (d = 1), the second 16..=47 (d = -47 / 16).
+        let back = read_ggml_tensor(&p, info.tensor("q").unwrap()).unwrap();
+        assert_eq!(back[..32], q[..32]);
+        assert!(back[32..].iter().zip(&q[32..]).all(|(a, b)| (a - b).abs() <= 47.0 / 32.0));
 
         // Cutting the file anywhere after the header is reported as truncation.
         for cut in [60, bytes.len() - 1, bytes.len() - 40] {
@@ -989,6 +1133,7 @@ mod tests {
     fn writer_rejects_misuse() {
         let mut w = GgmlWriter::new(Vec::new());
         assert!(w.begin_tensor("q", &[30, 2], GgmlType::Q8_0).is_err());
+        assert!(w.begin_tensor("q", &[48, 2], GgmlType::Q5_0).is_err());
         assert!(w.write_data(&[1.0]).is_err());
         w.begin_tensor("t", &[2], GgmlType::F32).unwrap();
         assert!(w.begin_tensor("u", &[2], GgmlType::F32).is_err());

@@ -32,7 +32,7 @@
 //!
 //! Storage types follow whisper.cpp's loader and `quantize` tool: positional embeddings,
 //! biases, layer norms and the conv biases (as `[1, n]`) are f32; conv kernels f16; the
-//! 2-D matrices (attention, MLP, token embedding) f16 or q8_0.
+//! 2-D matrices (attention, MLP, token embedding) f16, q8_0 or q5_0.
 
 use std::fmt;
 use std::fs::File;
@@ -43,8 +43,8 @@ use std::str::FromStr;
 
 use super::ct2::Ct2Model;
 use super::ggml::{
-    GgmlHeader, GgmlType, GgmlWriter, FTYPE_MOSTLY_F16, FTYPE_MOSTLY_Q8_0, QNT_VERSION,
-    QNT_VERSION_FACTOR,
+    GgmlHeader, GgmlType, GgmlWriter, FTYPE_MOSTLY_F16, FTYPE_MOSTLY_Q5_0, FTYPE_MOSTLY_Q8_0,
+    QNT_VERSION, QNT_VERSION_FACTOR,
 };
 use super::mel::whisper_filters;
 use super::tokens::{Vocabulary, END_OF_TEXT};
@@ -59,6 +59,9 @@ pub enum Quantize {
     /// ggml's q8_0 (8-bit blocks of 32 with an f16 scale): about 55 % of the size of f16
     /// and faster on CPUs, slightly less exact.
     Q8_0,
+    /// ggml's q5_0 (5-bit blocks of 32 with an f16 scale): about 37 % of the size of f16,
+    /// less exact than q8_0.
+    Q5_0,
 }
 
 impl Quantize {
@@ -67,23 +70,26 @@ impl Quantize {
         match self {
             Self::F16 => GgmlType::F16,
             Self::Q8_0 => GgmlType::Q8_0,
+            Self::Q5_0 => GgmlType::Q5_0,
         }
     }
 
     /// The `ftype` header value, as whisper.cpp's converter (f16) and `quantize` tool
-    /// (q8_0, with the quantization version) write it.
+    /// (q8_0 and q5_0, with the quantization version) write it.
     pub fn ftype(self) -> i32 {
         match self {
             Self::F16 => FTYPE_MOSTLY_F16,
             Self::Q8_0 => QNT_VERSION * QNT_VERSION_FACTOR + FTYPE_MOSTLY_Q8_0,
+            Self::Q5_0 => QNT_VERSION * QNT_VERSION_FACTOR + FTYPE_MOSTLY_Q5_0,
         }
     }
 
-    /// The name used on the command line: `f16` or `q8_0`.
+    /// The name used on the command line: `f16`, `q8_0` or `q5_0`.
     pub fn name(self) -> &'static str {
         match self {
             Self::F16 => "f16",
             Self::Q8_0 => "q8_0",
+            Self::Q5_0 => "q5_0",
         }
     }
 }
@@ -94,13 +100,13 @@ impl fmt::Display for Quantize {
     }
 }
 
-/// A quantization name that is not `f16` or `q8_0`.
+/// A quantization name that is not `f16`, `q8_0` or `q5_0`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseQuantizeError(String);
 
 impl fmt::Display for ParseQuantizeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown quantization {:?}: use f16 or q8_0", self.0)
+        write!(f, "unknown quantization {:?}: use f16, q8_0 or q5_0", self.0)
     }
 }
 
@@ -113,6 +119,7 @@ impl FromStr for Quantize {
         match s.trim().to_ascii_lowercase().as_str() {
             "f16" | "fp16" | "float16" => Ok(Self::F16),
             "q8_0" | "q8" => Ok(Self::Q8_0),
+            "q5_0" | "q5" => Ok(Self::Q5_0),
             _ => Err(ParseQuantizeError(s.to_owned())),
         }
     }
@@ -611,7 +618,7 @@ pub(super) enum Store {
     F32,
     /// Always f16: the conv kernels (whisper.cpp's `vtype`).
     F16,
-    /// The chosen weight type (`wtype`): f16 or q8_0.
+    /// The chosen weight type (`wtype`): f16, q8_0 or q5_0.
     Weight,
 }
 
@@ -1232,6 +1239,30 @@ mod tests {
     }
 
     #[test]
+    fn q5_0_quantizes_the_same_matrices_as_q8_0() {
+        let (dir, report, info) = import(&Synth::default(), Quantize::Q5_0);
+        assert_eq!(info.header.ftype, 2008);
+        assert_eq!(info.header.ftype_name(), "q5_0");
+        assert_eq!(report.quantize, Quantize::Q5_0);
+        let got: Vec<_> =
+            info.tensors.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type)).collect();
+        assert_eq!(got, expected_tensors(2, 51865, GgmlType::Q5_0));
+        let q8_size = import(&Synth::default(), Quantize::Q8_0).1.bytes_written;
+        assert!(report.bytes_written < q8_size * 7 / 10, "{} vs {q8_size}", report.bytes_written);
+        // Within one q5_0 step (d = max|x| / 16; the ramps span [b, b + 1)).
+        for (name, base) in [
+            ("decoder.blocks.0.attn.key.weight", 2.0f32),
+            ("decoder.blocks.1.cross_attn.value.weight", 6.0),
+        ] {
+            let got = tensor(&dir, &info, name);
+            let want = ramp(base, D * D);
+            let step = (base.abs() + 1.0) / 16.0;
+            assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= step), "{name}");
+        }
+        assert_eq!(tensor(&dir, &info, "decoder.blocks.0.attn.value.bias"), ramp(-3.0, D));
+    }
+
+    #[test]
     fn dequantizes_int8_weights_and_generates_missing_encoder_positions() {
         let s = Synth { int8_ffn: true, encoder_positions: false, ..Synth::default() };
         let (dir, report, info) = import(&s, Quantize::F16);
@@ -1267,8 +1298,10 @@ mod tests {
         assert_eq!("Q8_0".parse::<Quantize>().unwrap(), Quantize::Q8_0);
         assert_eq!(Quantize::default(), Quantize::F16);
         assert_eq!(Quantize::Q8_0.to_string(), "q8_0");
+        assert_eq!("q5_0".parse::<Quantize>().unwrap(), Quantize::Q5_0);
+        assert_eq!(Quantize::Q5_0.to_string(), "q5_0");
         let err = "q4_0".parse::<Quantize>().unwrap_err().to_string();
-        assert!(err.contains("f16 or q8_0"), "{err}");
+        assert!(err.contains("f16, q8_0 or q5_0"), "{err}");
     }
 
     fn import_err(setup: impl FnOnce(&Path)) -> String {

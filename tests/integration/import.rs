@@ -159,6 +159,41 @@ fn base_imports_as_q8_0() {
 }
 
 #[test]
+fn base_imports_as_q5_0_and_transcribes_english() {
+    let (dir, out, report) = import("whisper-base", Quantize::Q5_0);
+    let h = read_ggml_header(&out).unwrap();
+    assert_eq!((h.ftype, h.ftype_name()), (2008, "q5_0"));
+    assert_eq!(report.quantize, Quantize::Q5_0);
+    assert_eq!(report.tensors, 245);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 55_295_433);
+    let info = read_ggml_info(&out).unwrap();
+    // The same tensors as q8_0 are quantized: whisper.cpp's `quantize` rules.
+    let names = [
+        "encoder.positional_embedding",
+        "encoder.conv1.weight",
+        "encoder.conv1.bias",
+        "encoder.blocks.0.attn.query.weight",
+        "encoder.blocks.0.attn_ln.weight",
+        "decoder.blocks.5.cross_attn.key.weight",
+        "decoder.token_embedding.weight",
+    ];
+    use GgmlType::{F16, F32, Q5_0};
+    assert_eq!(types_of(&info, &names), [F32, F16, F32, Q5_0, F32, Q5_0, Q5_0]);
+    let q5_tensors = info.tensors.iter().filter(|t| t.ggml_type == Q5_0).count();
+    assert_eq!(q5_tensors, 97);
+
+    // whisper.cpp loads it and it still hears the words.
+    let _lock = whisper_lock();
+    let wav = dir.path().join("english.wav");
+    let said = "Captions should appear on the screen within a second. \
+        Please send your comments to the shared folder before Friday.";
+    speak("en", said, &wav);
+    let heard = transcript(&out, &wav);
+    let wer = crate::common::wer(said, &heard);
+    assert!(wer <= 0.10, "q5_0: WER {wer:.2} for {heard:?}");
+}
+
+#[test]
 fn tiny_en_imports_as_english_only() {
     let (_dir, out, report) = import("whisper-tiny.en", Quantize::F16);
     let h = read_ggml_header(&out).unwrap();
