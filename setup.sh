@@ -22,6 +22,9 @@ mode=${1:-demo}
 # nats-server: the cluster tests (tests/integration/cluster.rs) run a real one, with JetStream.
 # haproxy: deploy/check.sh checks deploy/haproxy.cfg and runs it in front of three nodes.
 packages=(build-essential cmake pkg-config libasound2-dev espeak-ng sox python3-pip git chromium ffmpeg nats-server haproxy)
+# Tests only: the `vulkan` feature's build (Vulkan headers, the glslc shader compiler)
+# and Mesa's lavapipe, the CPU Vulkan driver its tests run on (.ci/run).
+if [ "$mode" = test ]; then packages+=(libvulkan-dev glslc mesa-vulkan-drivers); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -93,6 +96,7 @@ case "$mode" in
     [ -d target/py/openai ] || pip3 install --quiet --target target/py openai==3.60.0
     [ -d target/py/websockets ] || pip3 install --quiet --target target/py 'websockets==15.0.1'
     [ -d target/py/jwt ] || pip3 install --quiet --target target/py pyjwt==2.15.1 cryptography==50.0.2
+    models/setup-vulkan-headers.sh
     cargo test --release -- --test-threads=2
     ;;
   *)

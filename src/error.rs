@@ -116,6 +116,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A GPU was asked for, but this build has no GPU backend. Rebuild with one
+    /// (`cargo build --release --features vulkan`, or `cuda`, `metal`), or use the CPU.
+    #[error(
+        "this cantocap was built without GPU support: rebuild it with `cargo build --release \
+         --features vulkan` (NVIDIA, AMD and Intel GPUs; or --features cuda, or metal on macOS), \
+         or run on the CPU"
+    )]
+    GpuNotBuilt,
+
+    /// The GPU asked for is not among those the GPU backend finds. Pick one of
+    /// `found` by its index, or install the GPU's driver.
+    #[error("{}", describe_missing_gpu(*index, found))]
+    NoGpu {
+        /// The GPU index asked for.
+        index: usize,
+        /// The GPUs found, in index order, named by their drivers.
+        found: Vec<String>,
+    },
+
     /// whisper.cpp failed while decoding.
     #[error("whisper failed: {0}")]
     Whisper(String),
@@ -183,4 +202,23 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// [`Error::NoGpu`]'s message: what was asked for, and what there is to choose from.
+fn describe_missing_gpu(index: usize, found: &[String]) -> String {
+    if found.is_empty() {
+        return format!(
+            "GPU {index} asked for, but no GPU was found: install its driver (for Vulkan: \
+             NVIDIA's, or Mesa's mesa-vulkan-drivers for AMD and Intel; a CPU driver such as \
+             Mesa's lavapipe counts only when GGML_VK_VISIBLE_DEVICES names it, =0)"
+        );
+    }
+    let list: Vec<String> =
+        found.iter().enumerate().map(|(i, name)| format!("{i}: {name}")).collect();
+    format!(
+        "GPU {index} asked for, but {} GPU{} found: {}",
+        found.len(),
+        if found.len() == 1 { " was" } else { "s were" },
+        list.join(", ")
+    )
 }

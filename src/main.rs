@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use cantocap::asr::{TranscribeOptions, WhisperModel};
+use cantocap::asr::{Device, TranscribeOptions, WhisperModel};
 use cantocap::caption::{self, CaptionFormat, LayoutOptions};
 use cantocap::model::{self, Quantize};
 use cantocap::pipeline::{CaptionFileSink, Output, Summary};
@@ -185,13 +185,17 @@ struct DecodeArgs {
 }
 
 impl DecodeArgs {
-    /// The model path, and the decoding options these flags stand for.
+    /// The model path, where it runs, and the decoding options these flags stand for.
     /// A fallback to the built-in voice activity detector is noted on stderr.
-    fn resolve(self) -> Result<(PathBuf, TranscribeOptions)> {
+    fn resolve(self) -> Result<(PathBuf, Device, TranscribeOptions)> {
+        let device = self.model.gpu.device();
         let model = resolve_model(self.model.model)?;
         let vad = self.vad.resolve(&model)?;
         if let Some(note) = &vad.note {
             eprintln!("note: {note}");
+        }
+        if let Some(gpu) = cli::gpu::describe(device) {
+            eprintln!("note: {gpu}");
         }
         let mut opts = TranscribeOptions {
             language: self.language,
@@ -202,7 +206,7 @@ impl DecodeArgs {
         if let Some(threads) = self.threads {
             opts.threads = threads.max(1);
         }
-        Ok((model, opts))
+        Ok((model, device, opts))
     }
 }
 
@@ -211,6 +215,8 @@ struct ModelArgs {
     /// Whisper model in ggml format [default: $CANTOCAP_MODEL, else models/ggml-base.bin].
     #[arg(short, long, value_name = "PATH")]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    gpu: cli::gpu::GpuArgs,
 }
 
 #[derive(Subcommand)]
@@ -325,8 +331,8 @@ fn transcribe(args: TranscribeArgs) -> Result<()> {
     };
     // Cheap checks first: a bad file or script should not wait for the model to load.
     let audio = read_audio(&args.file)?;
-    let (model_path, opts) = args.decode.resolve()?;
-    let model = WhisperModel::load(&model_path)?;
+    let (model_path, device, opts) = args.decode.resolve()?;
+    let model = WhisperModel::load_on(&model_path, device)?;
     let opts =
         TranscribeOptions { beam_size: args.beam_size.max(1), guards: !args.no_guards, ..opts };
     let plan = model.plan(&opts)?;
@@ -530,12 +536,13 @@ fn info(path: Option<PathBuf>) -> Result<()> {
 }
 
 fn live(args: LiveArgs) -> Result<()> {
-    let (model, transcribe) = args.decode.resolve()?;
+    let (model, model_device, transcribe) = args.decode.resolve()?;
     cli::live::run(cli::live::LiveConfig {
         input: args.input,
         device: args.device,
         speed: args.speed,
         model,
+        model_device,
         script: args.script,
         transcribe,
         step_ms: args.step_ms,

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
+use super::gpu::{self, Device};
 use super::guards;
 use super::language::{plan_language, LanguageChoice, LanguagePlan, ModelCaps};
 use crate::audio::{SileroVad, WHISPER_SAMPLE_RATE};
@@ -101,6 +102,7 @@ pub struct WhisperModel {
     ctx: WhisperContext,
     header: GgmlHeader,
     path: PathBuf,
+    device: Device,
     /// Windows decoded again without the prompt (see [`TranscribeOptions::echo_check`]).
     echo_redecodes: AtomicU64,
 }
@@ -110,6 +112,7 @@ impl std::fmt::Debug for WhisperModel {
         f.debug_struct("WhisperModel")
             .field("path", &self.path)
             .field("header", &self.header)
+            .field("device", &self.device)
             .finish()
     }
 }
@@ -117,20 +120,43 @@ impl std::fmt::Debug for WhisperModel {
 use crate::model::quiet_whisper_logs;
 
 impl WhisperModel {
-    /// Load a ggml model file. The header is checked first, so a missing, foreign
-    /// or damaged file gets a clear [`Error::BadModel`] instead of an abort inside
-    /// whisper.cpp.
+    /// Load a ggml model file, to run on the CPU. The header is checked first, so a
+    /// missing, foreign or damaged file gets a clear [`Error::BadModel`] instead of
+    /// an abort inside whisper.cpp.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_on(path, Device::Cpu)
+    }
+
+    /// [`load`](Self::load) onto a device. A GPU needs a build with a GPU feature
+    /// ([`Error::GpuNotBuilt`]) and must exist ([`Error::NoGpu`]; see [`gpu::check`]).
+    pub fn load_on(path: impl AsRef<Path>, device: Device) -> Result<Self> {
         let path = path.as_ref();
         let header = read_ggml_header(path)?;
+        gpu::check(device)?;
         quiet_whisper_logs();
         let mut params = WhisperContextParameters::default();
-        params.use_gpu(false);
+        match device {
+            Device::Cpu => params.use_gpu(false),
+            Device::Gpu(index) => {
+                params.use_gpu(true).gpu_device(i32::try_from(index).unwrap_or(i32::MAX))
+            }
+        };
         let ctx = WhisperContext::new_with_params(path, params).map_err(|e| Error::BadModel {
             path: path.to_path_buf(),
             reason: format!("whisper.cpp refused it ({e})"),
         })?;
-        Ok(Self { ctx, header, path: path.to_path_buf(), echo_redecodes: AtomicU64::new(0) })
+        Ok(Self {
+            ctx,
+            header,
+            path: path.to_path_buf(),
+            device,
+            echo_redecodes: AtomicU64::new(0),
+        })
+    }
+
+    /// Where the model runs.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// How many windows were decoded a second time, without the prompt, to check

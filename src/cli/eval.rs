@@ -162,8 +162,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let normaliser =
         Normaliser::new(NormaliseOptions { fold: args.fold, spell_numbers: args.spell_numbers })?;
     let converter = ScriptConverter::new(args.script)?;
-    let (model_path, opts) = args.decode.resolve()?;
-    let model = Arc::new(WhisperModel::load(&model_path)?);
+    let (model_path, device, opts) = args.decode.resolve()?;
+    let model = Arc::new(WhisperModel::load_on(&model_path, device)?);
     let opts =
         TranscribeOptions { beam_size: args.beam_size.max(1), guards: !args.no_guards, ..opts };
     if model.plan(&opts)?.cantonese_via_zh {

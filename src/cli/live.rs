@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use cantocap::asr::{StreamOptions, TranscribeOptions, WhisperModel};
+use cantocap::asr::{Device, StreamOptions, TranscribeOptions, WhisperModel};
 use cantocap::caption::{self, CaptionFormat, LayoutOptions};
 use cantocap::pipeline::{CaptionFileSink, CaptionPipeline, JsonlSink, Summary, TerminalSink};
 use cantocap::text::{CaptionRedactor, RedactOptions, Redactor, Script};
@@ -49,6 +49,8 @@ pub struct LiveConfig {
     pub device: Option<String>,
     pub speed: Speed,
     pub model: PathBuf,
+    /// Where the model runs (--gpu); `device` is the microphone.
+    pub model_device: Device,
     pub script: Script,
     pub transcribe: TranscribeOptions,
     pub step_ms: u64,
@@ -87,7 +89,7 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
         Source::Mic(mic) => (mic.sample_rate(), mic.channels()),
     };
 
-    let model = Arc::new(WhisperModel::load(&cfg.model)?);
+    let model = Arc::new(WhisperModel::load_on(&cfg.model, cfg.model_device)?);
     let opts = StreamOptions {
         transcribe: cfg.transcribe.clone(),
         step_ms: cfg.step_ms,

@@ -1,6 +1,7 @@
 //! The command line's larger subcommands.
 pub mod audit;
 pub mod eval;
+pub mod gpu;
 pub mod live;
 pub mod purge;
 pub mod redact;

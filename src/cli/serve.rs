@@ -26,6 +26,8 @@ pub struct ServeArgs {
     /// Whisper model in ggml format [default: $CANTOCAP_MODEL, else models/ggml-base.bin].
     #[arg(short, long, value_name = "PATH")]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub gpu: crate::cli::gpu::GpuArgs,
     /// CPU threads per decode [default: cores, at most 4].
     #[arg(short, long)]
     pub threads: Option<usize>,
@@ -162,6 +164,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         listen: args.listen,
         whisperlive_listen: args.whisperlive_listen,
         model: crate::resolve_model(args.model)?,
+        device: args.gpu.device(),
         step_ms: args.step_ms,
         data_dir: args.data_dir,
         allow_anonymous: args.allow_anonymous,
@@ -243,6 +246,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.check()?;
     let config_redact = config.redact.clone();
     let cluster_node = config.cluster.as_ref().map(|c| (c.node(), c.urls.join(",")));
+    let device = config.device;
+    if let Some(gpu) = crate::cli::gpu::describe(device) {
+        tracing::info!("{gpu}");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -265,7 +272,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             handle.shutdown();
         });
         server.ready().await?;
-        tracing::info!("model loaded; ready");
+        tracing::info!("model loaded on the {device}; ready");
         server.wait().await;
         Ok(())
     })

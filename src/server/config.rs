@@ -15,7 +15,7 @@ use super::redaction::RedactSection;
 use super::retention::Retention;
 use super::tls::TlsFiles;
 use super::webhook::WebhookConfig;
-use crate::asr::TranscribeOptions;
+use crate::asr::{Device, TranscribeOptions};
 use crate::text::RedactOptions;
 use crate::{Error, Result};
 
@@ -141,6 +141,8 @@ pub struct ServerConfig {
     pub whisperlive_listen: Option<SocketAddr>,
     /// The Whisper model (ggml), loaded once after binding and shared by all sessions.
     pub model: PathBuf,
+    /// Where the model runs. Default: the CPU. A GPU is checked by [`check`](Self::check).
+    pub device: Device,
     /// Decoding settings for every session (language, threads …); a session's
     /// `start` may choose another language.
     pub transcribe: TranscribeOptions,
@@ -194,6 +196,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             whisperlive_listen: None,
             model: PathBuf::from("models/ggml-base.bin"),
+            device: Device::Cpu,
             transcribe: TranscribeOptions::default(),
             step_ms: 1000,
             data_dir: None,
@@ -362,9 +365,11 @@ impl ConfigFile {
 }
 
 impl ServerConfig {
-    /// Refuse configurations that would expose the server: anonymous access on a
-    /// non-loopback address without `allow_anonymous`.
+    /// Refuse configurations that would expose the server (anonymous access on a
+    /// non-loopback address without `allow_anonymous`) or cannot run (a GPU this
+    /// build cannot use: [`crate::asr::gpu::check`]).
     pub fn check(&self) -> Result<()> {
+        crate::asr::gpu::check(self.device)?;
         for listen in std::iter::once(self.listen).chain(self.whisperlive_listen) {
             if self.tokens.is_empty() && !listen.ip().is_loopback() && !self.allow_anonymous {
                 return Err(Error::ServerConfig {

@@ -280,7 +280,7 @@ impl Server {
             let hub = Arc::clone(&hub);
             tokio::task::spawn_blocking(move || {
                 let path = hub.config.model.clone();
-                match WhisperModel::load(&path) {
+                match WhisperModel::load_on(&path, hub.config.device) {
                     Ok(model) => {
                         let _ = hub.model.set(Arc::new(model));
                         let _ = load_tx.send(Load::Ready);

@@ -16,6 +16,7 @@ mod download;
 mod echo;
 mod eval;
 mod formats;
+mod gpu;
 mod hostile;
 mod import;
 mod jitsi;
