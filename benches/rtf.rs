@@ -8,7 +8,9 @@
 //!
 //! The clip: 60 s of English speech made by espeak-ng (several sentences with pauses).
 //! Short clips: its first 2, 10 and 30 s (cut where they fall, mid-word too), each
-//! decoded whole with base on 2 threads, best of 3 runs, with the text.
+//! decoded whole with base on 2 threads with the full 30 s encoder window and with
+//! the one scaled to the audio, best of 3 runs; then 50 clips of 2–27 s cut every
+//! 1.7 s, counting the words the scaled window changes (`--show` prints them).
 //!
 //! `--quant` imports base from its CTranslate2 folder as f16, q8_0 and q5_0 and, on the
 //! clip cut after its last whole sentence, measures each offline (2 threads, best of 3,
@@ -22,6 +24,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use cantocap::asr::whisper::{whole_audio_ctx, DecodeRequest};
 use cantocap::asr::{StreamOptions, StreamingTranscriber, TranscribeOptions, WhisperModel};
 use cantocap::eval::{score, Metric, NormaliseOptions, Normaliser};
 use cantocap::model::{import_ct2, Quantize};
@@ -68,25 +71,120 @@ fn clip(dir: &Path) -> (Vec<f32>, Vec<(usize, &'static str)>) {
     (out, spoken)
 }
 
-/// Decode times of short clips: Whisper encodes a 30 s window whatever the audio's
-/// length (issue 13: scale the encoder window to short audio).
-fn short_clips(samples: &[f32]) {
+/// Short clips (issue 13, item 4): a decode of audio under 30 s encodes only the
+/// frames it needs ([`whole_audio_ctx`]) instead of Whisper's full 30 s window.
+/// Prints the decode times of the first 2, 10 and 30 s of the clip both ways (best of
+/// 3), then a sweep of clips cut at many points (mid-word too) with the words the
+/// scaled window changes against the full one.
+fn short_clips(samples: &[f32], spoken: &[(usize, &str)]) {
     let model = WhisperModel::load(model("ggml-base.bin")).unwrap();
-    let opts = TranscribeOptions { language: Some("en".into()), threads: 2, ..Default::default() };
-    println!("| clip (s) | compute (s), best of 3 | text |");
-    println!("|---|---|---|");
+    // Greedy without temperature fallback: the fallback samples at random, so the
+    // same clip can decode differently twice and the two windows would differ by
+    // chance alone.
+    let opts = TranscribeOptions {
+        language: Some("en".into()),
+        threads: 2,
+        temperature_fallback: false,
+        ..Default::default()
+    };
+    let mut state = model.new_state().unwrap();
+    let mut decode = |clip: &[f32], audio_ctx: i32| {
+        let request = DecodeRequest { language: Some("en"), audio_ctx, ..Default::default() };
+        let started = Instant::now();
+        let (kept, _) = model.decode_kept(&mut state, clip, &opts, &request, "").unwrap();
+        let text = kept.iter().map(|d| d.segment.text.trim()).collect::<Vec<_>>().join(" ");
+        (started.elapsed().as_secs_f64(), text)
+    };
+    let normaliser = Normaliser::new(NormaliseOptions { fold: Script::Raw, ..Default::default() })
+        .expect("a normaliser without a script fold needs no dictionaries");
+    let show = std::env::args().any(|a| a == "--show");
+
+    println!(
+        "base, 2 threads; each clip decoded with the full 30 s window and with the scaled one"
+    );
+    println!();
+    println!("| clip (s) | full window (s), best of 3 | scaled window (s), best of 3 | audio_ctx | same words | text (scaled) |");
+    println!("|---|---|---|---|---|---|");
     for secs in [2, 10, 30] {
         let clip = &samples[..secs * 16_000];
-        let mut best = f64::MAX;
-        let mut text = String::new();
+        let ctx = whole_audio_ctx(clip.len());
+        let (mut full_s, mut scaled_s) = (f64::MAX, f64::MAX);
+        let (mut full, mut scaled) = (String::new(), String::new());
         for _ in 0..3 {
-            let started = Instant::now();
-            let segments = model.transcribe(clip, &opts).unwrap();
-            best = best.min(started.elapsed().as_secs_f64());
-            text = segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(" ");
+            let (t, text) = decode(clip, 0);
+            (full_s, full) = (full_s.min(t), text);
+            let (t, text) = decode(clip, ctx);
+            (scaled_s, scaled) = (scaled_s.min(t), text);
         }
-        println!("| {secs} | {best:.2} | {text} |");
+        let same = normaliser.tokens(&full) == normaliser.tokens(&scaled);
+        println!("| {secs} | {full_s:.2} | {scaled_s:.2} | {ctx} | {same} | {scaled} |");
     }
+    println!();
+
+    // Cut points 1.7 s apart: they fall mid-word, mid-pause, anywhere.
+    let (mut words, mut edits, mut clips, mut differ) = (0u64, 0u64, 0, 0);
+    let (mut full_total, mut scaled_total) = (0.0, 0.0);
+    for secs in [2.0, 3.0, 5.0, 8.0, 12.0] {
+        for k in 0..8 {
+            let from = (k as f64 * 1.7 * 16_000.0) as usize;
+            let to = from + (secs * 16_000.0) as usize;
+            let Some(clip) = samples.get(from..to) else { continue };
+            let (full_s, full) = decode(clip, 0);
+            let (scaled_s, scaled) = decode(clip, whole_audio_ctx(clip.len()));
+            let (a, b) = (normaliser.tokens(&full), normaliser.tokens(&scaled));
+            let e = score(Metric::Wer, &a, &b);
+            words += a.len() as u64;
+            edits += e.errors();
+            clips += 1;
+            differ += usize::from(a != b);
+            full_total += full_s;
+            scaled_total += scaled_s;
+            if show && a != b {
+                println!(
+                    "{secs} s from {:.1} s:\n  full:   {full}\n  scaled: {scaled}",
+                    from as f64 / 16_000.0
+                );
+            }
+        }
+    }
+    println!("| clips (2–12 s, cut every 1.7 s) | words (full window) | words changed by the scaled window | clips that differ | compute full (s) | compute scaled (s) |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {clips} | {words} | {edits} ({:.1} %) | {differ} | {full_total:.1} | {scaled_total:.1} |",
+        100.0 * edits as f64 / words.max(1) as f64
+    );
+    println!();
+
+    // Clips as files come: whole sentences (1 to 3, each with its pause), scored
+    // against what was said.
+    let (mut words, mut full_errors, mut scaled_errors, mut clips) = (0u64, 0u64, 0u64, 0);
+    let (mut full_total, mut scaled_total) = (0.0, 0.0);
+    for k in 1..=3 {
+        for i in 0..spoken.len().saturating_sub(k - 1) {
+            let from = if i == 0 { 0 } else { spoken[i - 1].0 };
+            let clip = &samples[from..spoken[i + k - 1].0];
+            let said: Vec<&str> = spoken[i..i + k].iter().map(|(_, s)| *s).collect();
+            let reference = normaliser.tokens(&said.join(" "));
+            let (full_s, full) = decode(clip, 0);
+            let (scaled_s, scaled) = decode(clip, whole_audio_ctx(clip.len()));
+            words += reference.len() as u64;
+            full_errors += score(Metric::Wer, &reference, &normaliser.tokens(&full)).errors();
+            scaled_errors += score(Metric::Wer, &reference, &normaliser.tokens(&scaled)).errors();
+            clips += 1;
+            full_total += full_s;
+            scaled_total += scaled_s;
+            if show && full != scaled {
+                println!("{k} sentences from {i}:\n  full:   {full}\n  scaled: {scaled}");
+            }
+        }
+    }
+    println!("| whole-sentence clips (1–3 sentences) | words said | WER full window | WER scaled window | compute full (s) | compute scaled (s) |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {clips} | {words} | {:.1} % | {:.1} % | {full_total:.1} | {scaled_total:.1} |",
+        100.0 * full_errors as f64 / words.max(1) as f64,
+        100.0 * scaled_errors as f64 / words.max(1) as f64
+    );
     println!();
 }
 
@@ -172,7 +270,7 @@ fn main() {
         return;
     }
     let audio_s = samples.len() as f64 / 16_000.0;
-    short_clips(&samples);
+    short_clips(&samples, &spoken);
     if std::env::args().any(|a| a == "--short") {
         return;
     }

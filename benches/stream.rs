@@ -4,6 +4,7 @@
 //! cargo bench --bench stream          # needs models/fetch-test-model.sh; takes ~6 minutes
 //! cargo bench --bench stream -- --pace max   # as fast as it goes: deterministic events
 //! cargo bench --bench stream -- --model base --set step_ms=1500   # try a policy
+//! cargo bench --bench stream -- --model base --set partial_budget=0   # per cent; 0: off
 //! cargo bench --bench stream -- --pace max --model base --show   # print the texts
 //! cargo bench --bench stream -- --pace max --model base --clip-secs 40 --no-offline
 //! cargo bench --bench stream -- --pace max --model /tmp/ggml-base-q5_0.bin   # any model file
@@ -227,6 +228,12 @@ fn main() {
         opts.endpoint_ms = setting("endpoint_ms").unwrap_or(opts.endpoint_ms);
         opts.commit_after_ms = setting("commit_after_ms").unwrap_or(opts.commit_after_ms);
         opts.prompt_chars = setting("prompt_chars").map_or(opts.prompt_chars, |n| n as usize);
+        opts.context_ms = setting("context_ms").unwrap_or(opts.context_ms);
+        // Per cent: `--set partial_budget=25` is 0.25; 0 turns it off.
+        opts.partial_budget =
+            setting("partial_budget").map_or(opts.partial_budget, |p| p as f32 / 100.0);
+        opts.trim_after_ms = setting("trim_after_ms").unwrap_or(opts.trim_after_ms);
+        opts.max_buffer_ms = setting("max_buffer_ms").unwrap_or(opts.max_buffer_ms);
         let mut engine = StreamingTranscriber::new(Arc::clone(&model), 16_000, 1, opts).unwrap();
         let (tx, rx) = mpsc::channel::<Vec<f32>>();
         let start = Instant::now();
@@ -339,10 +346,12 @@ fn report(
         cpu as f64 / offline.cpu_ms.max(1) as f64,
     );
     eprintln!(
-            "{name}: {} finals for {} utterances, {} decodes of {} s of audio, max buffer {} ms, offline {} ms ({} ms CPU), stream {} ms ({} ms CPU)",
+            "{name}: {} finals for {} utterances, {} decodes ({} at endpoints, {} ms) of {} s of audio, max buffer {} ms, offline {} ms ({} ms CPU), stream {} ms ({} ms CPU)",
             finals.len(),
             ends.len(),
             stats.decodes,
+            stats.endpoint_decodes,
+            stats.endpoint_compute_ms,
             stats.decoded_audio_ms / 1000,
             stats.max_buffer_ms,
             offline_ms,

@@ -150,6 +150,11 @@ struct LiveArgs {
     /// New audio between decodes, in ms (shorter: quicker partials, more compute).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=10_000))]
     step_ms: u64,
+    /// Share of real time partial decodes may take (0–1): after a slow partial the
+    /// next waits longer, so partials cost at most this much and thin out on a slow
+    /// machine or model; finals never wait. 0: a partial every --step-ms.
+    #[arg(long, default_value_t = 0.15, value_name = "SHARE", value_parser = cli::parse_budget)]
+    partial_budget: f32,
     /// Write SRT captions here as finals arrive.
     #[arg(long, value_name = "FILE")]
     srt: Option<PathBuf>,
@@ -546,6 +551,7 @@ fn live(args: LiveArgs) -> Result<()> {
         script: args.script,
         transcribe,
         step_ms: args.step_ms,
+        partial_budget: args.partial_budget,
         srt: args.srt,
         vtt: args.vtt,
         jsonl: args.jsonl,

@@ -45,13 +45,17 @@ use std::time::Instant;
 
 use super::language::LanguagePlan;
 use super::whisper::{
-    join_units, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel,
+    join_units, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel, SPARE_FRAMES,
 };
 use crate::audio::{StreamResampler, Vad, VadOptions, WHISPER_SAMPLE_RATE};
 pub use crate::segment::CaptionEvent;
 use crate::Result;
 
 const SAMPLES_PER_MS: u64 = WHISPER_SAMPLE_RATE as u64 / 1000;
+
+/// Audio kept with an utterance past the end of its speech, at most (half the
+/// silence after it when that is shorter).
+const END_PAD_MS: u64 = 300;
 
 /// Streaming settings, with documented defaults.
 #[derive(Debug, Clone)]
@@ -66,6 +70,14 @@ pub struct StreamOptions {
     pub vad: VadOptions,
     /// New audio between decodes. Default 1000 ms.
     pub step_ms: u64,
+    /// The share of real time partial decodes may take: after a partial decode
+    /// that took `t` of wall-clock time, the next one waits for `t / partial_budget`
+    /// of new audio when that is longer than `step_ms`. Partials then cost a bounded
+    /// share of the compute, and thin out by themselves on a slow machine, a large
+    /// model or a busy server; finals (decoded when an utterance ends) do not wait.
+    /// 0 turns it off: a partial every `step_ms`, and the same audio always gives
+    /// the same events, however fast the machine. Default 0.15.
+    pub partial_budget: f32,
     /// A pause this long after speech ends an utterance: commit it. Default 600 ms.
     pub endpoint_ms: u64,
     /// Agreed text is committed even without sentence punctuation once it started
@@ -90,6 +102,7 @@ impl Default for StreamOptions {
             transcribe: TranscribeOptions::default(),
             vad: VadOptions::default(),
             step_ms: 1000,
+            partial_budget: 0.15,
             endpoint_ms: 600,
             commit_after_ms: 6000,
             trim_after_ms: 12_000,
@@ -111,6 +124,11 @@ pub struct StreamStats {
     pub compute_ms: u64,
     /// Audio decoded, summed over decodes (a measure of the work), in ms.
     pub decoded_audio_ms: u64,
+    /// Of `decodes`, those at an utterance's end (or a turn's, or the stream's),
+    /// which commit everything; the rest are partial decodes.
+    pub endpoint_decodes: u64,
+    /// Of `compute_ms`, the time spent in endpoint decodes.
+    pub endpoint_compute_ms: u64,
     /// Windows decoded a second time, without the Cantonese prompt, because their
     /// text held runs of its characters (see
     /// [`TranscribeOptions::echo_check`](crate::asr::TranscribeOptions::echo_check)).
@@ -155,6 +173,9 @@ pub struct StreamingTranscriber {
     buffer_start: u64,
     pushed: u64,
     last_decode: u64,
+    /// New audio the next partial decode waits for (`step_ms`, or longer after a
+    /// slow partial: see [`StreamOptions::partial_budget`]), in samples.
+    next_step: u64,
     /// Stream sample up to which the last decode heard the audio.
     decoded_to: u64,
     /// The end of the previous utterance (already committed, trimmed from the
@@ -194,6 +215,7 @@ impl StreamingTranscriber {
         opts.transcribe.temperature_fallback = false;
         let plan = model.plan(&opts.transcribe)?;
         let state = model.new_state()?;
+        let first_step = opts.step_ms * SAMPLES_PER_MS;
         Ok(Self {
             resampler: StreamResampler::new(sample_rate, channels)?,
             vad: Vad::new(&opts.vad, opts.transcribe.vad_model.as_deref())?,
@@ -211,6 +233,7 @@ impl StreamingTranscriber {
             buffer_start: 0,
             pushed: 0,
             last_decode: 0,
+            next_step: first_step,
             decoded_to: 0,
             context: Vec::new(),
             context_units: Vec::new(),
@@ -305,7 +328,7 @@ impl StreamingTranscriber {
         let mut events = Vec::new();
 
         let since = self.pushed - self.last_decode;
-        let step = self.opts.step_ms * SAMPLES_PER_MS;
+        let step = self.next_step;
         let speech_end = self.vad.last_speech_end().filter(|&end| end > self.buffer_start);
         // An utterance just ended: decode now rather than at the next step, which
         // keeps final latency down.
@@ -353,11 +376,18 @@ impl StreamingTranscriber {
             self.language = None;
             self.language_probability = None;
             self.language_settled = false;
-            // Everything up to the end of speech is done; its end is the next
-            // utterance's context.
+            // Everything up to the end of speech is done: it is the next utterance's
+            // context, and the buffer starts over a little after it. Voice activity
+            // ends speech where the voice falls under its threshold, often inside
+            // the fading tail of the last word; left in the buffer, that tail opens
+            // the next utterance and Whisper hears a word in it ("today." closing
+            // one sentence, "day." opening the next). The context does not take
+            // the tail either: its re-decoded words are matched to what was
+            // committed, and a longer context changes what Whisper hears after it.
             let end = if finish { self.pushed } else { speech_end.max(self.buffer_start) };
             self.keep_context(end);
-            self.trim_to(end);
+            let pad = (END_PAD_MS * SAMPLES_PER_MS).min(self.pushed.saturating_sub(end) / 2);
+            self.trim_to(end + pad);
             // The utterance is over: words Whisper timed past its end are committed
             // text all the same, not audio the next utterance must skip.
             self.flush_committed();
@@ -429,7 +459,7 @@ impl StreamingTranscriber {
         // 50 encoder frames per second of audio, plus a margin; 1500 is the full 30 s.
         // Too tight a window makes Whisper loop or invent an ending: keep 2.5 s
         // spare, and at least 3.2 s in all.
-        let audio_ctx = ((window_ms / 20) as i32 + 128).clamp(160, 1500);
+        let audio_ctx = ((window_ms / 20) as i32 + SPARE_FRAMES).clamp(160, 1500);
         let choice = &self.plan.choices[language];
         let mut prompt = choice.prompt.clone().unwrap_or_default();
         // The context's own text is left out of the prompt: given it, Whisper
@@ -481,7 +511,20 @@ impl StreamingTranscriber {
         )?;
         self.stats.decodes += 1;
         self.stats.echo_redecodes += u64::from(redecoded);
-        self.stats.compute_ms += started.elapsed().as_millis() as u64;
+        let spent = started.elapsed().as_millis() as u64;
+        self.stats.compute_ms += spent;
+        let step_ms = self.opts.step_ms;
+        self.next_step = SAMPLES_PER_MS
+            * if last {
+                self.stats.endpoint_decodes += 1;
+                self.stats.endpoint_compute_ms += spent;
+                // A new utterance starts: its first partial comes a step in.
+                step_ms
+            } else if self.opts.partial_budget > 0.0 {
+                step_ms.max((spent as f64 / f64::from(self.opts.partial_budget)) as u64)
+            } else {
+                step_ms
+            };
         self.stats.decoded_audio_ms += window_ms * (1 + u64::from(redecoded));
 
         let offset_ms = self.buffer_start / SAMPLES_PER_MS;
@@ -700,13 +743,36 @@ fn context_overlap(context: &[Unit], decoded: &[Unit], lead_ms: u64) -> usize {
             next[j + 1] = if k.is_empty() {
                 next[j].min(cost[j + 1] + 1)
             } else {
-                (cost[j] + usize::from(word != k)).min(cost[j + 1] + 1).min(next[j] + 1)
+                let mut best =
+                    (cost[j] + usize::from(word != k)).min(cost[j + 1] + 1).min(next[j] + 1);
+                // A word heard as two ("today" as "to day.") matches both.
+                if j > 0
+                    && word.len() == d[j - 1].len() + k.len()
+                    && word.starts_with(&d[j - 1])
+                    && word.ends_with(k.as_str())
+                {
+                    best = best.min(cost[j - 1]);
+                }
+                best
             };
         }
         cost = next;
     }
+    // Among equally good cuts, one whose first new word starts inside the context
+    // is a poor one: that word is the context's last, heard differently ("pay their
+    // bills" again as "pay their meals").
+    // And a context that closed a sentence is best cut after a sentence's end:
+    // Whisper punctuates the re-decoded context much as it did the first time.
+    let starts_early = |j: usize| decoded.get(j).is_some_and(|u| u.start_ms + 100 < lead_ms);
+    let closed = context.last().is_some_and(is_sentence_end);
+    let mid_sentence = |j: usize| {
+        let closes = decoded[..j].iter().rev().find(|u| !key(u).is_empty() || is_sentence_end(u));
+        closed && !closes.is_some_and(is_sentence_end)
+    };
     let boundary = |j: usize| decoded.get(j).map_or(u64::MAX, |u| u.start_ms).abs_diff(lead_ms);
-    let best = (0..=d.len()).min_by_key(|&j| (cost[j], boundary(j))).unwrap_or(0);
+    let best = (0..=d.len())
+        .min_by_key(|&j| (cost[j], mid_sentence(j), starts_early(j), boundary(j)))
+        .unwrap_or(0);
     let mut cut = if cost[best] * 2 <= c.len() + 1 {
         best
     } else {
@@ -896,6 +962,26 @@ mod tests {
         assert_eq!(after_context(context, "The new office opens", 0), "The new office opens");
         // Garbled beyond matching: time decides.
         assert_eq!(after_context(context, "a b c d e f The new", 2000), "The new");
+    }
+
+    #[test]
+    fn the_context_s_last_word_heard_differently_stays_with_the_context() {
+        // "meals." (600 ms) re-hears "bills.": as good a match as leaving it out,
+        // and nearer the new audio (720 ms) than "The" (900 ms), but it starts inside
+        // the context.
+        assert_eq!(
+            after_context("pay their bills.", "pay their meals. The training", 720),
+            "The training"
+        );
+        // The context's last word skipped: the new speech's first word stays.
+        assert_eq!(
+            after_context("pay their bills.", "pay their The training", 620),
+            "The training"
+        );
+        // Heard differently and timed into the new audio: the sentence's end decides.
+        assert_eq!(after_context("photo today.", "photo name. The server", 350), "The server");
+        // One word heard as two.
+        assert_eq!(after_context("photo today.", "photo to day. The server", 900), "The server");
     }
 
     #[test]

@@ -230,7 +230,7 @@ impl WhisperModel {
         let mut state = self.new_state()?;
         if !plan.is_mixed() {
             let choice = &plan.choices[0];
-            let request = DecodeRequest::whole(choice);
+            let request = DecodeRequest::whole(choice, samples.len());
             let (kept, _) = self.decode_kept_with_progress(
                 &mut state,
                 samples,
@@ -261,7 +261,7 @@ impl WhisperModel {
         }
         let mut segments = Vec::new();
         for (i, &(from, to, language)) in runs.iter().enumerate() {
-            let request = DecodeRequest::whole(&plan.choices[language]);
+            let request = DecodeRequest::whole(&plan.choices[language], to - from);
             let offset_ms = from as u64 * 1000 / u64::from(WHISPER_SAMPLE_RATE);
             let (kept, _) =
                 self.decode_kept(&mut state, &samples[from..to], opts, &request, request.prompt)?;
@@ -600,16 +600,41 @@ pub struct DecodeRequest<'a> {
 }
 
 impl<'a> DecodeRequest<'a> {
-    /// A whole-file decode in one language: its token and prompt, the full
-    /// encoder window, no units, Whisper's own token limit.
-    pub fn whole(choice: &'a LanguageChoice) -> Self {
+    /// A whole-file decode of `samples` 16 kHz samples in one language: its token
+    /// and prompt, the encoder window of [`whole_audio_ctx`], no units, Whisper's
+    /// own token limit.
+    pub fn whole(choice: &'a LanguageChoice, samples: usize) -> Self {
         Self {
             prompt: choice.prompt.as_deref().unwrap_or(""),
             language: choice.whisper.as_deref(),
+            audio_ctx: whole_audio_ctx(samples),
             ..Default::default()
         }
     }
 }
+
+/// The encoder window for decoding `samples` 16 kHz samples whole: audio shorter
+/// than 15 s is encoded in a window twice its length (at least its length plus
+/// 2.56 s, and 3.2 s), not Whisper's full 30 s, so a 2 s clip costs about an eighth
+/// of a full window. A window ending close behind the speech makes Whisper invent
+/// an ending; twice the audio kept the words of whole-sentence clips (see
+/// BENCHMARKS.md). Longer audio gets the full window (0): whisper.cpp keeps one
+/// window size for all of a decode's 30 s windows, so the last window of a long
+/// file is not scaled.
+pub fn whole_audio_ctx(samples: usize) -> i32 {
+    let ms = samples as u64 * 1000 / u64::from(WHISPER_SAMPLE_RATE);
+    let frames = (ms / 20) as i32;
+    let ctx = frames + frames.max(SPARE_FRAMES);
+    if ctx >= 1500 {
+        0
+    } else {
+        ctx.max(160)
+    }
+}
+
+/// Encoder frames given beyond the audio's own (2.56 s): a window that ends right
+/// where the speech does makes Whisper invent an ending or loop.
+pub(crate) const SPARE_FRAMES: i32 = 128;
 
 /// Utterances to decode one by one, as sample ranges: the runs of speech in a
 /// voice-activity mask (one flag per [`FRAME`](crate::audio::vad::FRAME) of
@@ -768,6 +793,25 @@ impl UnitBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_files_under_30_s_get_a_window_scaled_to_their_length() {
+        let s = |secs: f64| (secs * f64::from(WHISPER_SAMPLE_RATE)) as usize;
+        // 2 s: 100 frames of audio and 128 spare.
+        assert_eq!(whole_audio_ctx(s(2.0)), 228);
+        // Very short audio still gets 3.2 s.
+        assert_eq!(whole_audio_ctx(s(0.2)), 160);
+        assert_eq!(whole_audio_ctx(0), 160);
+        // Past 2.56 s the window is twice the audio: 10 s, 500 frames of audio and
+        // 500 spare.
+        assert_eq!(whole_audio_ctx(s(10.0)), 1000);
+        assert_eq!(whole_audio_ctx(s(14.9)), 1490);
+        // From 15 s that reaches the full window: whisper.cpp's default.
+        assert_eq!(whole_audio_ctx(s(15.0)), 0);
+        assert_eq!(whole_audio_ctx(s(27.5)), 0);
+        assert_eq!(whole_audio_ctx(s(30.0)), 0);
+        assert_eq!(whole_audio_ctx(s(600.0)), 0);
+    }
 
     #[test]
     fn units_split_cjk_by_character_and_latin_by_word() {

@@ -54,6 +54,8 @@ pub struct LiveConfig {
     pub script: Script,
     pub transcribe: TranscribeOptions,
     pub step_ms: u64,
+    /// See [`StreamOptions::partial_budget`].
+    pub partial_budget: f32,
     pub srt: Option<PathBuf>,
     pub vtt: Option<PathBuf>,
     pub jsonl: Option<PathBuf>,
@@ -93,6 +95,7 @@ pub fn run(cfg: LiveConfig) -> Result<()> {
     let opts = StreamOptions {
         transcribe: cfg.transcribe.clone(),
         step_ms: cfg.step_ms,
+        partial_budget: cfg.partial_budget,
         ..Default::default()
     };
     let redactor = CaptionRedactor::new(Redactor::new(cfg.redact.clone()));

@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// New audio between decodes, in ms.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=10_000))]
     pub step_ms: u64,
+    /// Share of real time partial decodes may take (0–1): after a slow partial the
+    /// next waits longer, so partials cost at most this much and thin out on a slow
+    /// machine or model; finals never wait. 0: a partial every --step-ms.
+    #[arg(long, default_value_t = 0.15, value_name = "SHARE", value_parser = crate::cli::parse_budget)]
+    pub partial_budget: f32,
     /// Journal folder: finals of each session are appended to SESSION.jsonl as they
     /// are emitted, and transcripts survive restarts. Without it finals live in memory.
     #[arg(long, value_name = "DIR")]
@@ -166,6 +171,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         model: crate::resolve_model(args.model)?,
         device: args.gpu.device(),
         step_ms: args.step_ms,
+        partial_budget: args.partial_budget,
         data_dir: args.data_dir,
         allow_anonymous: args.allow_anonymous,
         log: !args.quiet,

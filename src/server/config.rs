@@ -148,6 +148,10 @@ pub struct ServerConfig {
     pub transcribe: TranscribeOptions,
     /// New audio between decodes, in ms. Default 1000.
     pub step_ms: u64,
+    /// Share of real time a session's partial decodes may take
+    /// ([`StreamOptions::partial_budget`](crate::asr::StreamOptions::partial_budget)).
+    /// Default 0.15.
+    pub partial_budget: f32,
     /// Folder of per-session journals (`SESSION.jsonl`); `None` keeps finals in
     /// memory only (lost on restart).
     pub data_dir: Option<PathBuf>,
@@ -199,6 +203,7 @@ impl Default for ServerConfig {
             device: Device::Cpu,
             transcribe: TranscribeOptions::default(),
             step_ms: 1000,
+            partial_budget: 0.15,
             data_dir: None,
             limits: Limits::default(),
             tokens: Vec::new(),

@@ -146,8 +146,12 @@ impl Job {
         if let Some(language) = &self.start.language {
             transcribe.language = Some(language.clone());
         }
-        let opts =
-            StreamOptions { transcribe, step_ms: self.hub.config.step_ms, ..Default::default() };
+        let opts = StreamOptions {
+            transcribe,
+            step_ms: self.hub.config.step_ms,
+            partial_budget: self.hub.config.partial_budget,
+            ..Default::default()
+        };
         let (rate, channels) = (self.start.sample_rate, self.start.channels);
         let redactor = CaptionRedactor::new(Redactor::new(self.hub.config.redact.clone()));
         let model = Arc::clone(&self.model);
