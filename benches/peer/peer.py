@@ -116,13 +116,23 @@ def cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
-def stream(online, audio, min_chunk, realtime):
+def stream(online, audio, min_chunk, realtime, progress=False):
     """Feeds `audio` to `online`; returns the commits as (time_ms, beg_ms, end_ms, text),
-    stamped with wall-clock ms since the start (realtime) or the stream ms pushed (max)."""
+    stamped with wall-clock ms since the start (realtime) or the stream ms pushed (max).
+    With `progress`, prints each decode's buffer and the commits as they come (stderr)."""
     duration = len(audio) / SAMPLING_RATE
     commits = []
+    cpu_start = cpu_seconds()
 
     def record(o, now):
+        if progress:
+            print(
+                f"  pushed {min(end, duration):6.1f} s  buffer "
+                f"{len(online.audio_buffer) / SAMPLING_RATE:5.1f} s  CPU "
+                f"{cpu_seconds() - cpu_start:6.1f} s  {o[2].strip()}",
+                file=sys.stderr,
+                flush=True,
+            )
         if o[0] is not None:
             commits.append((now * 1000.0, o[0] * 1000.0, o[1] * 1000.0, o[2]))
 
@@ -180,6 +190,7 @@ def main():
     p.add_argument("--no-offline", action="store_true", help="skip the offline decode")
     p.add_argument("--no-header", action="store_true", help="print the row alone")
     p.add_argument("--show", action="store_true", help="print the streamed and offline texts")
+    p.add_argument("--progress", action="store_true", help="print each decode as it ends")
     p.add_argument("--debug", action="store_true", help="whisper_online's debug log")
     args = p.parse_args()
 
@@ -199,7 +210,7 @@ def main():
     asr.transcribe(audio[:SAMPLING_RATE])
 
     cpu0 = cpu_seconds()
-    commits = stream(online, audio, args.min_chunk, args.pace == "realtime")
+    commits = stream(online, audio, args.min_chunk, args.pace == "realtime", args.progress)
     cpu_stream = cpu_seconds() - cpu0
     streamed = asr.sep.join(text for _t, _b, _e, text in commits)
 
