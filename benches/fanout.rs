@@ -7,7 +7,8 @@
 //!
 //! Options: `--viewers N` (1000), `--sessions-max K` (4), `--clip-secs S` (40: speech
 //! per session in the fan-out and capacity runs), `--idle-sessions N` (4),
-//! `--model PATH` (models/ggml-base.bin). The process needs about 2 × viewers + 100
+//! `--model PATH` (models/ggml-base.bin), `--threads N` and `--decode-slots N` (the
+//! server's defaults: 2 threads, one slot per 2 cores). The process needs about 2 × viewers + 100
 //! file descriptors (`ulimit -n 4096`); it stops at once, saying so, if the limit is
 //! lower. Speech is espeak-ng English at real-time pace; the server runs in-process
 //! with its default limits on a multi-threaded tokio runtime.
@@ -67,6 +68,9 @@ struct Options {
     clip_secs: usize,
     idle_sessions: usize,
     model: PathBuf,
+    /// Decode threads and slots (0: the server's defaults).
+    threads: usize,
+    decode_slots: usize,
 }
 
 fn options() -> Result<Options, String> {
@@ -76,6 +80,8 @@ fn options() -> Result<Options, String> {
         clip_secs: 40,
         idle_sessions: 4,
         model: Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-base.bin"),
+        threads: 0,
+        decode_slots: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -88,6 +94,8 @@ fn options() -> Result<Options, String> {
             "--clip-secs" => o.clip_secs = number(value()?)?.max(5),
             "--idle-sessions" => o.idle_sessions = number(value()?)?,
             "--model" => o.model = PathBuf::from(value()?),
+            "--threads" => o.threads = number(value()?)?,
+            "--decode-slots" => o.decode_slots = number(value()?)?,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -334,6 +342,12 @@ async fn bench(o: Options) {
         ..Default::default()
     };
     config.transcribe.language = Some("en".into());
+    if o.threads > 0 {
+        config.transcribe.threads = o.threads;
+    }
+    if o.decode_slots > 0 {
+        config.limits.decode_slots = o.decode_slots;
+    }
     let decode = (config.transcribe.threads, config.limits.decode_slots);
     let server = Server::bind(config).await.unwrap();
     server.ready().await.unwrap();

@@ -11,10 +11,12 @@
 pub mod gpu;
 pub mod guards;
 pub mod language;
+pub mod slots;
 pub mod stream;
 pub mod whisper;
 
 pub use gpu::Device;
 pub use language::{plan_language, LanguagePlan, ModelCaps, CANTONESE_PROMPT};
+pub use slots::DecodeSlots;
 pub use stream::{CaptionEvent, StreamOptions, StreamStats, StreamingTranscriber};
 pub use whisper::{TranscribeOptions, WhisperModel};

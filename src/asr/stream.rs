@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::language::LanguagePlan;
+use super::slots::DecodeSlots;
 use super::whisper::{
     join_units, DecodeRequest, DecodeState, TranscribeOptions, Unit, WhisperModel, SPARE_FRAMES,
 };
@@ -78,6 +79,10 @@ pub struct StreamOptions {
     /// 0 turns it off: a partial every `step_ms`, and the same audio always gives
     /// the same events, however fast the machine. Default 0.15.
     pub partial_budget: f32,
+    /// Decode slots this stream shares with others (a server's streams, say): its
+    /// decodes run only in a slot, finals queue for one, partials are skipped when
+    /// none is free. `None` (the default): the stream decodes whenever it needs to.
+    pub decode_slots: Option<Arc<DecodeSlots>>,
     /// A pause this long after speech ends an utterance: commit it. Default 600 ms.
     pub endpoint_ms: u64,
     /// Agreed text is committed even without sentence punctuation once it started
@@ -103,6 +108,7 @@ impl Default for StreamOptions {
             vad: VadOptions::default(),
             step_ms: 1000,
             partial_budget: 0.15,
+            decode_slots: None,
             endpoint_ms: 600,
             commit_after_ms: 6000,
             trim_after_ms: 12_000,
@@ -146,6 +152,9 @@ pub struct StreamStats {
     pub finals: u64,
     /// Partials emitted.
     pub partials: u64,
+    /// Partial decodes skipped because every shared decode slot was busy or a final
+    /// was waiting for one (see [`StreamOptions::decode_slots`]).
+    pub partials_skipped: u64,
 }
 
 /// Live transcription of one audio stream. See the [module docs](self).
@@ -340,6 +349,7 @@ impl StreamingTranscriber {
             return Ok(events);
         }
         let lag_ms = since.saturating_sub(step) / SAMPLES_PER_MS;
+        let decoded_before = self.last_decode;
         self.last_decode = self.pushed;
 
         let Some(speech_end) = speech_end else {
@@ -363,6 +373,22 @@ impl StreamingTranscriber {
             self.update_buffer_stats();
             return Ok(events);
         }
+        // Shared decode slots: a final waits its turn; a partial takes a free slot
+        // or is skipped, and the next audio tries again.
+        let slots = self.opts.decode_slots.clone();
+        let _slot = match &slots {
+            None => None,
+            Some(slots) if finish || endpoint => Some(slots.acquire()),
+            Some(slots) => match slots.try_acquire() {
+                Some(slot) => Some(slot),
+                None => {
+                    self.last_decode = decoded_before;
+                    self.stats.partials_skipped += 1;
+                    self.update_buffer_stats();
+                    return Ok(events);
+                }
+            },
+        };
         let units = self.decode(finish || endpoint)?;
 
         if finish || endpoint {

@@ -150,6 +150,7 @@ impl Job {
             transcribe,
             step_ms: self.hub.config.step_ms,
             partial_budget: self.hub.config.partial_budget,
+            decode_slots: Some(Arc::clone(&self.hub.pool)),
             ..Default::default()
         };
         let (rate, channels) = (self.start.sample_rate, self.start.channels);
@@ -228,17 +229,15 @@ impl Job {
         let mut announced = false;
         while let Some((audio, mark)) = self.next_audio(&arrivals) {
             let before = pipeline.redactions();
-            let pushed = {
-                let _permit = self.hub.pool.acquire();
-                pipeline.push(&audio).and_then(|()| match mark {
-                    Mark::EndTurn => pipeline.end_turn(),
-                    Mark::DiscardTurn => {
-                        pipeline.discard_turn();
-                        Ok(())
-                    }
-                    Mark::More | Mark::Finish => Ok(()),
-                })
-            };
+            // Decodes take a slot of the hub's pool (StreamOptions::decode_slots).
+            let pushed = pipeline.push(&audio).and_then(|()| match mark {
+                Mark::EndTurn => pipeline.end_turn(),
+                Mark::DiscardTurn => {
+                    pipeline.discard_turn();
+                    Ok(())
+                }
+                Mark::More | Mark::Finish => Ok(()),
+            });
             self.count_redactions(pipeline.redactions() - before);
             if let Err(e) = pushed {
                 failed = Some(e);
@@ -267,10 +266,7 @@ impl Job {
         let before = pipeline.redactions();
         let stats = pipeline.engine().stats().clone();
         let summary = match failed {
-            None => {
-                let _permit = self.hub.pool.acquire();
-                pipeline.finish()
-            }
+            None => pipeline.finish(),
             Some(e) => {
                 self.fail(&e);
                 // The text the redactor still holds back is not lost with the engine.

@@ -81,7 +81,7 @@ pub use redaction::RedactSection;
 pub use tls::TlsFiles;
 
 use self::metrics::Metrics;
-use self::session::{ComputePool, Converters, Registry};
+use self::session::{Converters, Registry};
 use crate::asr::WhisperModel;
 use crate::{Error, Result};
 
@@ -95,7 +95,7 @@ pub(crate) struct Hub {
     metrics: Metrics,
     sessions: Registry,
     active_ingests: AtomicUsize,
-    pool: ComputePool,
+    pool: Arc<crate::asr::DecodeSlots>,
     /// Ingest sockets upgraded but not started yet (bounded by
     /// [`Limits::max_unstarted_ingests`], apart from `max_sessions`).
     unstarted_ingests: std::sync::Mutex<session::Unstarted>,
@@ -256,7 +256,7 @@ impl Server {
             webhooks,
             sessions: Registry::new(config.limits.broadcast_capacity),
             active_ingests: AtomicUsize::new(0),
-            pool: ComputePool::new(config.limits.decode_slots),
+            pool: Arc::new(crate::asr::DecodeSlots::new(config.limits.decode_slots)),
             unstarted_ingests: Default::default(),
             waiting_viewers: AtomicUsize::new(0),
             model: OnceLock::new(),

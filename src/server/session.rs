@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
@@ -561,37 +561,6 @@ impl Registry {
 pub(crate) struct Unstarted {
     pub(crate) total: usize,
     pub(crate) by_address: std::collections::HashMap<std::net::IpAddr, usize>,
-}
-
-/// A counting semaphore for decode slots, for plain threads.
-pub(crate) struct ComputePool {
-    free: Mutex<usize>,
-    available: Condvar,
-}
-
-/// A held decode slot; released on drop.
-pub(crate) struct Permit<'a>(&'a ComputePool);
-
-impl ComputePool {
-    pub(crate) fn new(slots: usize) -> Self {
-        Self { free: Mutex::new(slots.max(1)), available: Condvar::new() }
-    }
-
-    pub(crate) fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.available.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.available.notify_one();
-    }
 }
 
 #[cfg(test)]
