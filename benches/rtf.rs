@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench --bench rtf            # needs the test models: models/fetch-test-model.sh
 //! cargo bench --bench rtf -- --short # only the short clips
+//! cargo bench --bench rtf -- --quant --show   # f16, q8_0, q5_0 (with their texts)
 //! cargo bench --bench rtf -- --quant # base as f16, q8_0 and q5_0: speed and WER
 //! ```
 //!
@@ -239,6 +240,9 @@ fn quantizations(dir: &Path, samples: &[f32], spoken: &[(usize, &str)]) {
             stream_s / audio_s,
             wer(&streamed.join(" ")),
         );
+        if std::env::args().any(|a| a == "--show") {
+            println!("{q} offline: {offline}\n{q} streamed: {}", streamed.join(" "));
+        }
     }
 }
 
