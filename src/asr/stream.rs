@@ -153,7 +153,8 @@ pub struct StreamStats {
     /// Partials emitted.
     pub partials: u64,
     /// Partial decodes skipped because every shared decode slot was busy or a final
-    /// was waiting for one (see [`StreamOptions::decode_slots`]).
+    /// was waiting for one (see [`StreamOptions::decode_slots`]). A skipped partial
+    /// is tried again with each push until it runs, and each try counts.
     pub partials_skipped: u64,
 }
 
